@@ -1,0 +1,60 @@
+// A fixed pool of worker threads that one device queue uses to split a single op.
+//
+// The device's queue thread calls parallel_for; it takes part as worker 0, so a pool of size T
+// owns T-1 extra threads. Work is split statically into `size()` contiguous ranges, so a kernel
+// can keep per-worker scratch indexed by `worker` without locks. Calls do not nest: a kernel that
+// is already inside parallel_for passes `nullptr` (serial) to the kernels it calls.
+#pragma once
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace cn {
+
+class ThreadPool {
+ public:
+  using RangeFn = std::function<void(int64_t begin, int64_t end, int worker)>;
+
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return size_; }
+
+  // Runs fn over [0, n) split into at most size() contiguous ranges, one per worker; returns
+  // when every range is done. Exceptions thrown by fn are rethrown here (the first one wins).
+  void parallel_for(int64_t n, const RangeFn& fn);
+
+ private:
+  void worker_loop(int worker);
+
+  int size_;
+  std::vector<std::thread> threads_;
+  std::mutex mu_;
+  std::condition_variable start_cv_, done_cv_;
+  const RangeFn* job_ = nullptr;
+  int64_t job_n_ = 0;
+  int job_workers_ = 0;
+  uint64_t generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+  std::exception_ptr error_;
+};
+
+// Splits [0, n) among pool workers, or runs it inline when pool is null (serial).
+inline void parallel_for(ThreadPool* pool, int64_t n, const ThreadPool::RangeFn& fn) {
+  if (n <= 0) return;
+  if (pool == nullptr || pool->size() == 1 || n == 1) {
+    fn(0, n, 0);
+  } else {
+    pool->parallel_for(n, fn);
+  }
+}
+
+inline int pool_size(const ThreadPool* pool) { return pool ? pool->size() : 1; }
+
+}  // namespace cn

@@ -1,0 +1,39 @@
+// The table of native ops the addon can queue. Each op is called with its tensors (storage
+// handles), integer and float arguments in a fixed order, written next to its entry in
+// registry.cc; the TypeScript wrapper in src/ops/ validates shapes and builds that list.
+// `cuda` is null until the CUDA kernel of an op exists.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/device.h"
+
+namespace cn {
+
+struct OpCall {
+  Device* device;
+  std::vector<StoragePtr> t;  // null entries stand for optional tensors left out (a bias)
+  std::vector<int64_t> i;
+  std::vector<double> f;
+};
+
+using OpFn = void (*)(const OpCall&);
+
+struct OpDef {
+  const char* name;
+  int tensors, ints, floats;  // exact counts the call must carry
+  OpFn cpu;
+  OpFn cuda;
+};
+
+// Null when there is no op of that name.
+const OpDef* find_op(const std::string& name);
+std::vector<std::string> op_names();
+
+// CUDA implementations, defined in the .cu files when CUDA is built in.
+#ifdef CONVNET_WITH_CUDA
+void fill_cuda_op(const OpCall& c);
+#endif
+
+}  // namespace cn

@@ -1,0 +1,60 @@
+/** Devices and build facts. */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { native } from './native.js';
+
+export interface DeviceInfo {
+  /** 'cpu:0', 'cpu:1', ..., 'cuda:0', ... */
+  id: string;
+  kind: 'cpu' | 'cuda';
+  name: string;
+  /** CUDA devices only, e.g. '9.0'. */
+  computeCapability?: string;
+  memoryBytes: number;
+}
+
+/** Every usable device: the CPU queues (CONVNET_CPU_DEVICES, default 2) and the CUDA devices. */
+export function devices(): DeviceInfo[] {
+  return native.devices();
+}
+
+export interface BuildInfo {
+  /** Whether the CUDA backend was compiled in. */
+  cuda: boolean;
+  cudaVersion?: string;
+  /** CUDA targets of the fat binary, e.g. ['sm_75', 'sm_90']. */
+  archs?: string[];
+  /** cuDNN is never linked into the library; it is a benchmark driver only. */
+  cudnn: 'not linked';
+  /** The package version. */
+  version: string;
+  /** The native ops and whether each has a CUDA kernel in this build. */
+  ops: { name: string; cuda: boolean }[];
+}
+
+let version: string | undefined;
+function packageVersion(): string {
+  if (version) return version;
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  for (const up of ['..', '../..']) {
+    try {
+      const pkg = JSON.parse(readFileSync(path.join(here, up, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'convnet-cuda' && pkg.version) return (version = pkg.version);
+    } catch {
+      // try the next folder up
+    }
+  }
+  return (version = 'unknown');
+}
+
+export function buildInfo(): BuildInfo {
+  const b = native.buildInfo();
+  return { ...b, cudnn: 'not linked', version: packageVersion() };
+}
+
+/** Waits until every op queued on the device so far has run; rethrows a deferred device error. */
+export function synchronize(device: string): Promise<void> {
+  return native.synchronize(device === 'cpu' ? 'cpu:0' : device === 'cuda' ? 'cuda:0' : device);
+}

@@ -1,0 +1,32 @@
+/**
+ * convnet-cuda: hand-written CPU and CUDA kernels for the layers of AlexNet, with a typed
+ * tensor API and autograd.
+ *
+ * ```ts
+ * import * as cn from 'convnet-cuda';
+ * const x = cn.randn([8, 3, 32, 32], { seed: 1 });
+ * ```
+ */
+import './ops/shape.js'; // installs Tensor.prototype.reshape / .to
+
+export { Tensor, memory, scope, type DType, type TensorOptions } from './tensor.js';
+export { noGrad, zeroGrad } from './autograd.js';
+export { devices, buildInfo, synchronize, type DeviceInfo, type BuildInfo } from './device.js';
+export {
+  ConvnetError,
+  ShapeError,
+  DeviceError,
+  DisposedError,
+  OutOfMemoryError,
+  CudaError,
+  FormatError,
+} from './errors.js';
+export { tensor, zeros, full, randn, type CreateOptions, type RandnOptions } from './ops/create.js';
+export { conv2d, type Conv2dOptions } from './ops/conv2d.js';
+export { relu, dropout, type DropoutOptions } from './ops/activation.js';
+export { maxPool2d, type MaxPool2dOptions } from './ops/pool.js';
+export { lrn, type LrnOptions } from './ops/lrn.js';
+export { linear } from './ops/linear.js';
+export { softmaxCrossEntropy } from './ops/loss.js';
+export { reshape, flatten, concat, split, to } from './ops/shape.js';
+export { sgdUpdate, type SgdOptions } from './ops/sgd.js';

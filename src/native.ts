@@ -1,0 +1,95 @@
+/**
+ * Loads the native addon and wraps each of its functions so that errors arrive as the typed
+ * classes of errors.ts. When the addon is missing, says which file it tried and what to do.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { fromNative } from './errors.js';
+
+/** An opaque reference to device memory owned by the addon. */
+export type NativeHandle = { readonly __native: unique symbol };
+
+export interface NativeDeviceInfo {
+  id: string;
+  kind: 'cpu' | 'cuda';
+  name: string;
+  computeCapability?: string;
+  memoryBytes: number;
+}
+
+export interface NativeAddon {
+  devices(): NativeDeviceInfo[];
+  buildInfo(): { cuda: boolean; cudaVersion?: string; archs?: string[]; ops: { name: string; cuda: boolean }[] };
+  alloc(device: string, bytes: number): NativeHandle;
+  release(h: NativeHandle): void;
+  upload(h: NativeHandle, data: Float32Array | Int32Array): void;
+  download(h: NativeHandle): Promise<ArrayBuffer>;
+  downloadSync(h: NativeHandle): ArrayBuffer;
+  copy(dst: NativeHandle, src: NativeHandle): void;
+  launch(op: string, tensors: (NativeHandle | null)[], ints: number[], floats: number[]): void;
+  synchronize(device: string): Promise<void>;
+  synchronizeSync(device: string): void;
+  memoryStats(device: string): { inUse: number; cached: number; peak: number; blocks: number };
+  emptyCache(device: string): void;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** Where the addon may be: next to the sources (src/ or dist/) in this package's build folder. */
+function candidates(): string[] {
+  const list: string[] = [];
+  if (process.env.CONVNET_ADDON) list.push(path.resolve(process.env.CONVNET_ADDON));
+  for (const up of ['..', '../..']) {
+    list.push(path.resolve(here, up, 'build', 'Release', 'convnet.node'));
+  }
+  return list;
+}
+
+function load(): NativeAddon {
+  const require = createRequire(import.meta.url);
+  const tried = candidates();
+  for (const file of tried) {
+    if (!existsSync(file)) continue;
+    try {
+      return require(file) as NativeAddon;
+    } catch (e) {
+      throw new Error(
+        `convnet-cuda: the native addon at ${file} exists but failed to load: ${(e as Error).message}\n` +
+          'Rebuild it with `npm run build:native` (or `npm install`) on this machine.',
+      );
+    }
+  }
+  throw new Error(
+    `convnet-cuda: the native addon is not built. Looked for:\n  ${tried.join('\n  ')}\n` +
+      'Run `npm install` (it builds the addon with cmake-js; needs cmake and a C++17 compiler), ' +
+      'or set CONVNET_ADDON to the path of convnet.node.',
+  );
+}
+
+function wrap(addon: NativeAddon): NativeAddon {
+  const out: Record<string, unknown> = {};
+  for (const [name, fn] of Object.entries(addon)) {
+    if (typeof fn !== 'function') continue;
+    out[name] = (...args: unknown[]) => {
+      let r: unknown;
+      try {
+        r = (fn as (...a: unknown[]) => unknown)(...args);
+      } catch (e) {
+        throw fromNative(e);
+      }
+      if (r instanceof Promise) {
+        return r.catch((e: unknown) => {
+          throw fromNative(e);
+        });
+      }
+      return r;
+    };
+  }
+  return out as unknown as NativeAddon;
+}
+
+/** The addon, loaded on first use. */
+export const native: NativeAddon = wrap(load());

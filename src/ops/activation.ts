@@ -1,0 +1,46 @@
+/**
+ * relu and dropout (native/ops/elementwise.h).
+ * relu: y = max(x, 0), gradient 0 at x = 0.
+ * dropout: inverted dropout, kept values scaled by 1/(1-p); the mask is a pure function of
+ * (seed, element index), the same on every device. `training: false` is the identity.
+ */
+import { needsGrad, record, save } from '../autograd.js';
+import { ShapeError } from '../errors.js';
+import { Tensor, view } from '../tensor.js';
+import { launch } from './launch.js';
+import { describe, expectTensor, seedOf } from './validate.js';
+
+export function relu(x: Tensor): Tensor {
+  expectTensor('relu', 'x', x);
+  const [y] = launch('relu_forward', x.device, [[x.shape, 'float32']], [x], [x.size]);
+  if (!needsGrad(x)) return y;
+  const sx = save(x, 'relu');
+  return record(y, 'relu', [x], (g) => launch('relu_backward', x.device, [[x.shape, 'float32']], [sx.storage, g], [x.size]), [sx.storage]);
+}
+
+export interface DropoutOptions {
+  /** Probability of dropping an element, in [0, 1). */
+  p: number;
+  /** Names the mask: the same seed gives the same mask. */
+  seed: number;
+  /** false: the identity (evaluation). Default true. */
+  training?: boolean;
+}
+
+export function dropout(x: Tensor, opts: DropoutOptions): Tensor {
+  expectTensor('dropout', 'x', x);
+  const p = opts?.p;
+  if (typeof p !== 'number' || !(p >= 0 && p < 1)) {
+    throw new ShapeError(`dropout: p must be a number in [0, 1), received ${describe(p)}`);
+  }
+  const seed = seedOf('dropout', opts.seed);
+  if (opts.training === false || p === 0) {
+    // The identity, as a new tensor over the same storage, so disposing either is independent.
+    const y = view(x._storage('dropout', 'x'), x.shape, 'float32');
+    if (!needsGrad(x)) return y;
+    return record(y, 'dropout', [x], (g) => [view(g._storage('backward'), g.shape, 'float32')]);
+  }
+  const [y] = launch('dropout', x.device, [[x.shape, 'float32']], [x], [x.size, seed], [p]);
+  if (!needsGrad(x)) return y;
+  return record(y, 'dropout', [x], (g) => launch('dropout', x.device, [[x.shape, 'float32']], [g], [x.size, seed], [p]));
+}

@@ -1,0 +1,85 @@
+/**
+ * conv2d: cross-correlation with stride, zero padding and groups (NCHW).
+ * x [N, C, H, W], w [F, C/groups, KH, KW], b [F] -> y [N, F, OH, OW],
+ * OH = floor((H + 2ph - KH) / sh) + 1, OW likewise.
+ * Native: conv2d_forward, conv2d_backward_data, conv2d_backward_filter (native/ops/conv2d.h).
+ */
+import { needsGrad, record, save } from '../autograd.js';
+import { ShapeError } from '../errors.js';
+import { checkShape, formatShape, Tensor } from '../tensor.js';
+import { launch } from './launch.js';
+import { describe, expectRank, expectTensor, intPair, isInt, sameDevice } from './validate.js';
+
+export interface Conv2dOptions {
+  stride?: number | [number, number];
+  padding?: number | [number, number];
+  groups?: number;
+}
+
+/** The output shape and the native argument list of a conv2d. */
+export function conv2dPlan(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dOptions = {}) {
+  const op = 'conv2d';
+  expectTensor(op, 'x', x);
+  expectTensor(op, 'w', w);
+  if (b !== null && b !== undefined) expectTensor(op, 'b', b);
+  expectRank(op, 'x', x, 4, '[N, C, H, W]');
+  expectRank(op, 'w', w, 4, '[F, C/groups, KH, KW]');
+  const device = sameDevice(op, [['x', x], ['w', w], ['b', b]]);
+  const [sh, sw] = intPair(op, 'stride', opts.stride, 1, [1, 1]);
+  const [ph, pw] = intPair(op, 'padding', opts.padding, 0, [0, 0]);
+  const groups = opts.groups ?? 1;
+  if (!isInt(groups) || groups < 1) {
+    throw new ShapeError(`${op}: groups must be a positive integer, received ${describe(groups)}`);
+  }
+  const [N, C, H, W] = x.shape;
+  const [F, Cg, KH, KW] = w.shape;
+  if (C % groups !== 0) {
+    throw new ShapeError(`${op}: x channels (C = ${C}) must be divisible by groups (${groups}), received x ${formatShape(x.shape)}`);
+  }
+  if (F % groups !== 0) {
+    throw new ShapeError(`${op}: w filters (F = ${F}) must be divisible by groups (${groups}), received w ${formatShape(w.shape)}`);
+  }
+  if (Cg !== C / groups) {
+    throw new ShapeError(
+      `${op}: w must have C/groups = ${C / groups} input channels in dim 1, received w ${formatShape(w.shape)} for x ${formatShape(x.shape)} and groups ${groups}`,
+    );
+  }
+  if (KH < 1 || KW < 1) {
+    throw new ShapeError(`${op}: w kernel must be at least 1x1, received w ${formatShape(w.shape)}`);
+  }
+  if (b) {
+    if (b.rank !== 1 || b.shape[0] !== F) {
+      throw new ShapeError(`${op}: b must have shape [F] = [${F}], received ${formatShape(b.shape)}`);
+    }
+  }
+  if (KH > H + 2 * ph || KW > W + 2 * pw) {
+    throw new ShapeError(
+      `${op}: kernel ${KH}x${KW} must fit the padded input ${H + 2 * ph}x${W + 2 * pw}, received x ${formatShape(x.shape)} with padding [${ph}, ${pw}]`,
+    );
+  }
+  const OH = Math.floor((H + 2 * ph - KH) / sh) + 1;
+  const OW = Math.floor((W + 2 * pw - KW) / sw) + 1;
+  const yShape = [N, F, OH, OW];
+  checkShape(op, 'the output', yShape);
+  const ints = [N, C, H, W, F, KH, KW, sh, sw, ph, pw, groups, OH, OW];
+  return { device, yShape, ints };
+}
+
+export function conv2d(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+  const { device, yShape, ints } = conv2dPlan(x, w, b ?? null, opts);
+  const bias = b ?? null;
+  const [y] = launch('conv2d_forward', device, [[yShape, 'float32']], [x, w, bias], ints);
+  if (!needsGrad(x, w, bias)) return y;
+  // Backward-data needs w; backward-filter needs x: save only what will be used.
+  const wantFilter = w.requiresGrad || bias?.requiresGrad === true;
+  const sx = wantFilter ? save(x, 'conv2d') : null;
+  const sw = x.requiresGrad ? save(w, 'conv2d') : null;
+  return record(y, 'conv2d', [x, w, bias], (g) => {
+    const dx = sw ? launch('conv2d_backward_data', device, [[x.shape, 'float32']], [g, sw.storage], ints)[0] : null;
+    if (!sx) return [dx, null, null];
+    const [dw, db] = bias
+      ? launch('conv2d_backward_filter', device, [[w.shape, 'float32'], [bias.shape, 'float32']], [sx.storage, g], ints)
+      : launch('conv2d_backward_filter', device, [[w.shape, 'float32']], [null, sx.storage, g], ints);
+    return [dx, dw, db ?? null];
+  }, [sx, sw].filter((v) => v !== null).map((v) => v.storage));
+}

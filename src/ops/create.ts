@@ -1,0 +1,115 @@
+/** Tensor constructors: tensor, zeros, full, randn. */
+import { ShapeError } from '../errors.js';
+import { native } from '../native.js';
+import { checkShape, deviceId, formatShape, Storage, Tensor, type DType, type TensorOptions } from '../tensor.js';
+import { describe, finiteNumber, seedOf } from './validate.js';
+
+export interface CreateOptions extends TensorOptions {
+  dtype?: DType;
+}
+
+function dtypeOf(op: string, v: unknown, fallback: DType): DType {
+  if (v === undefined) return fallback;
+  if (v !== 'float32' && v !== 'int32') {
+    throw new ShapeError(`${op}: dtype must be 'float32' or 'int32', received ${describe(v)}`);
+  }
+  return v;
+}
+
+function leaf(op: string, shape: readonly number[], dtype: DType, opts: TensorOptions | undefined): Tensor {
+  const requiresGrad = opts?.requiresGrad === true;
+  if (requiresGrad && dtype !== 'float32') {
+    throw new ShapeError(`${op}: requiresGrad needs a float32 tensor, received dtype ${dtype}`);
+  }
+  const size = shape.reduce((a, b) => a * b, 1);
+  return new Tensor(new Storage(deviceId(opts?.device), size * 4), shape, dtype, requiresGrad);
+}
+
+/** Runs the write that fills a new tensor; frees the tensor if it fails. */
+function filled(t: Tensor, write: () => void): Tensor {
+  try {
+    write();
+  } catch (e) {
+    t.dispose();
+    throw e;
+  }
+  return t;
+}
+
+/** A tensor holding a copy of `data` (row-major) with the given shape. */
+export function tensor(data: Float32Array | Int32Array | readonly number[], shape: readonly number[],
+                       opts: CreateOptions = {}): Tensor {
+  const size = checkShape('tensor', 'shape', shape);
+  let dtype: DType;
+  let typed: Float32Array | Int32Array;
+  if (data instanceof Float32Array) {
+    dtype = dtypeOf('tensor', opts.dtype, 'float32');
+    typed = dtype === 'float32' ? data : Int32Array.from(data);
+  } else if (data instanceof Int32Array) {
+    dtype = dtypeOf('tensor', opts.dtype, 'int32');
+    typed = dtype === 'int32' ? data : Float32Array.from(data);
+  } else if (Array.isArray(data)) {
+    dtype = dtypeOf('tensor', opts.dtype, 'float32');
+    if (dtype === 'int32') {
+      const bad = data.findIndex((v) => !Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31);
+      if (bad >= 0) {
+        throw new ShapeError(`tensor: data[${bad}] must be a 32-bit integer for dtype int32, received ${describe(data[bad])}`);
+      }
+      typed = Int32Array.from(data);
+    } else {
+      const bad = data.findIndex((v) => typeof v !== 'number');
+      if (bad >= 0) throw new ShapeError(`tensor: data[${bad}] must be a number, received ${describe(data[bad])}`);
+      typed = Float32Array.from(data);
+    }
+  } else {
+    throw new ShapeError(`tensor: data must be a Float32Array, Int32Array or number[], received ${describe(data)}`);
+  }
+  if (typed.length !== size) {
+    throw new ShapeError(`tensor: data has ${typed.length} elements but shape ${formatShape(shape)} needs ${size}`);
+  }
+  const t = leaf('tensor', shape, dtype, opts);
+  return filled(t, () => native.upload(t._handle('tensor'), typed));
+}
+
+/** A tensor filled with `value`. */
+export function full(shape: readonly number[], value: number, opts: CreateOptions = {}): Tensor {
+  checkShape('full', 'shape', shape);
+  const dtype = dtypeOf('full', opts.dtype, 'float32');
+  finiteNumber('full', 'value', value);
+  if (dtype === 'int32' && !Number.isInteger(value)) {
+    throw new ShapeError(`full: value must be an integer for dtype int32, received ${value}`);
+  }
+  const t = leaf('full', shape, dtype, opts);
+  return filled(t, () => {
+    if (dtype === 'int32' && value !== 0) {
+      native.upload(t._handle('full'), new Int32Array(t.size).fill(value));
+    } else {
+      native.launch('fill', [t._handle('full')], [t.size], [value]);
+    }
+  });
+}
+
+/** A tensor of zeros. */
+export function zeros(shape: readonly number[], opts: CreateOptions = {}): Tensor {
+  checkShape('zeros', 'shape', shape);
+  return full(shape, 0, opts);
+}
+
+export interface RandnOptions extends TensorOptions {
+  seed: number;
+  std?: number;
+  mean?: number;
+}
+
+/**
+ * Normal random numbers from the counter-based generator: element i is a pure function of
+ * (seed, i), the same on every device.
+ */
+export function randn(shape: readonly number[], opts: RandnOptions): Tensor {
+  checkShape('randn', 'shape', shape);
+  const seed = seedOf('randn', opts?.seed);
+  const std = finiteNumber('randn', 'std', opts.std, 1);
+  const mean = finiteNumber('randn', 'mean', opts.mean, 0);
+  const t = leaf('randn', shape, 'float32', opts);
+  return filled(t, () => native.launch('randn', [t._handle('randn')], [t.size, seed], [mean, std]));
+}

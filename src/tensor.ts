@@ -1,0 +1,279 @@
+/**
+ * Tensors: a shape and a dtype over reference-counted device storage.
+ *
+ * Memory model. A Storage owns one native allocation and counts references: the tensor that
+ * created it, tensors that view it (reshape), and autograd nodes that saved it for backward.
+ * `t.dispose()` drops the tensor's reference; the memory goes back to the device's caching
+ * allocator when the last reference drops. Tensors the program forgets are released by a
+ * FinalizationRegistry when garbage-collected (a safety net, not a schedule: dispose or use
+ * `scope`). `memory()` counts live tensors and the bytes of live storage per device.
+ */
+import type { Node } from './autograd.js';
+import { DisposedError, ShapeError } from './errors.js';
+import { native, type NativeHandle } from './native.js';
+
+export type DType = 'float32' | 'int32';
+export type TypedArrayOf<D extends DType> = D extends 'int32' ? Int32Array : Float32Array;
+
+const MAX_ELEMENTS = 2 ** 31 - 1;
+
+const liveBytes = new Map<string, number>();
+let liveTensors = 0;
+
+/** One native allocation, shared by the tensors and graph nodes that reference it. */
+export class Storage {
+  handle: NativeHandle | null;
+  readonly device: string;
+  readonly bytes: number;
+  private refs = 1;
+
+  constructor(device: string, bytes: number) {
+    // Allocation is the first thing that can fail for lack of memory; nothing is counted
+    // before it succeeds.
+    this.handle = native.alloc(device, bytes);
+    this.device = device;
+    this.bytes = bytes;
+    liveBytes.set(device, (liveBytes.get(device) ?? 0) + bytes);
+  }
+
+  retain(): this {
+    this.refs++;
+    return this;
+  }
+
+  release(): void {
+    if (this.refs <= 0) return;
+    if (--this.refs === 0 && this.handle) {
+      native.release(this.handle);
+      this.handle = null;
+      liveBytes.set(this.device, (liveBytes.get(this.device) ?? 0) - this.bytes);
+    }
+  }
+
+  get refCount(): number {
+    return this.refs;
+  }
+}
+
+/** What a tensor holds that must be released with it; kept apart so the finaliser can see it. */
+interface TensorState {
+  storage: Storage;
+  node: Node | null;
+  disposed: boolean;
+}
+
+const finalizer = new FinalizationRegistry<TensorState>((s) => releaseState(s));
+
+function releaseState(s: TensorState): void {
+  if (s.disposed) return;
+  s.disposed = true;
+  liveTensors--;
+  s.storage.release();
+  if (s.node) s.node.unref();
+  s.node = null;
+}
+
+// Scopes: each open scope collects the tensors created while it is open.
+const scopes: Set<Tensor>[] = [];
+
+/** Options shared by tensor constructors. */
+export interface TensorOptions {
+  device?: string;
+  requiresGrad?: boolean;
+}
+
+/** Normalises a device id: `'cpu'` is `'cpu:0'` and `'cuda'` is `'cuda:0'`. */
+export function deviceId(d: string | undefined): string {
+  if (d === undefined || d === 'cpu') return 'cpu:0';
+  if (d === 'cuda') return 'cuda:0';
+  return d;
+}
+
+export function formatShape(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/** Checks a shape and returns its element count. */
+export function checkShape(op: string, arg: string, shape: readonly number[]): number {
+  if (!Array.isArray(shape)) {
+    throw new ShapeError(`${op}: ${arg} must be an array of dimensions, received ${String(shape)}`);
+  }
+  let size = 1;
+  for (const d of shape) {
+    if (typeof d !== 'number' || !Number.isInteger(d) || d < 0) {
+      throw new ShapeError(
+        `${op}: ${arg} must hold non-negative integer dimensions, received ${formatShape(shape)}`,
+      );
+    }
+    size *= d;
+  }
+  if (size > MAX_ELEMENTS) {
+    throw new ShapeError(
+      `${op}: ${arg} ${formatShape(shape)} has ${size} elements, more than the limit of 2^31-1`,
+    );
+  }
+  return size;
+}
+
+export class Tensor {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  readonly device: string;
+  readonly size: number;
+  /** True for leaves that collect gradients and for results of ops on such tensors. */
+  requiresGrad: boolean;
+  /** The accumulated gradient of a leaf, after `backward()`; cleared by `zeroGrad()`. */
+  grad: Tensor | null = null;
+  /** @internal */
+  readonly _state: TensorState;
+
+  /** @internal Use `tensor()`, `zeros()`... or an op to make tensors. */
+  constructor(storage: Storage, shape: readonly number[], dtype: DType, requiresGrad = false) {
+    this.shape = Object.freeze([...shape]);
+    this.dtype = dtype;
+    this.device = storage.device;
+    this.size = shape.reduce((a, b) => a * b, 1);
+    this.requiresGrad = requiresGrad;
+    this._state = { storage, node: null, disposed: false };
+    liveTensors++;
+    finalizer.register(this, this._state, this._state);
+    const top = scopes[scopes.length - 1];
+    if (top) top.add(this);
+  }
+
+  /** @internal The storage, after checking the tensor is alive. */
+  _storage(op: string, arg = 'tensor'): Storage {
+    if (this._state.disposed) {
+      throw new DisposedError(`${op}: ${arg} was disposed and cannot be used`);
+    }
+    return this._state.storage;
+  }
+
+  /** @internal */
+  _handle(op: string, arg = 'tensor'): NativeHandle {
+    return this._storage(op, arg).handle as NativeHandle;
+  }
+
+  /** @internal The autograd node that produced this tensor, if any. */
+  get _node(): Node | null {
+    return this._state.node;
+  }
+
+  get disposed(): boolean {
+    return this._state.disposed;
+  }
+
+  get rank(): number {
+    return this.shape.length;
+  }
+
+  /** Frees the tensor's memory (when nothing else references it). A second call is harmless. */
+  dispose(): void {
+    if (this._state.disposed) return;
+    finalizer.unregister(this._state);
+    releaseState(this._state);
+    for (const s of scopes) s.delete(this);
+  }
+
+  /** A copy of the data on the host; waits for the device's queue without blocking the event loop. */
+  async data(): Promise<Float32Array | Int32Array> {
+    const buf = await native.download(this._handle('data'));
+    return this.dtype === 'int32' ? new Int32Array(buf, 0, this.size) : new Float32Array(buf, 0, this.size);
+  }
+
+  /** The same as `data()`, blocking the calling thread until the queue reaches this tensor. */
+  dataSync(): Float32Array | Int32Array {
+    const buf = native.downloadSync(this._handle('dataSync'));
+    return this.dtype === 'int32' ? new Int32Array(buf, 0, this.size) : new Float32Array(buf, 0, this.size);
+  }
+
+  /** Nested arrays, for printing and tests. */
+  async array(): Promise<unknown> {
+    const d = await this.data();
+    const build = (dim: number, offset: number): unknown => {
+      if (dim === this.shape.length) return d[offset];
+      const stride = this.shape.slice(dim + 1).reduce((a, b) => a * b, 1);
+      return Array.from({ length: this.shape[dim] }, (_, k) => build(dim + 1, offset + k * stride));
+    };
+    return build(0, 0);
+  }
+
+  /** Runs backward from this tensor; see autograd.ts. */
+  backward(gradOutput?: Tensor): void {
+    // Imported lazily: autograd imports this module.
+    backwardImpl(this, gradOutput);
+  }
+
+  toString(): string {
+    return `Tensor(${formatShape(this.shape)}, ${this.dtype}, ${this.device}${this.disposed ? ', disposed' : ''})`;
+  }
+}
+
+let backwardImpl: (t: Tensor, g?: Tensor) => void = () => {
+  throw new Error('autograd not loaded');
+};
+/** @internal */
+export function setBackward(fn: (t: Tensor, g?: Tensor) => void): void {
+  backwardImpl = fn;
+}
+
+/** @internal A new tensor over fresh storage. Nothing is written to it. */
+export function empty(shape: readonly number[], dtype: DType, device: string): Tensor {
+  const size = shape.reduce((a, b) => a * b, 1);
+  return new Tensor(new Storage(device, size * 4), shape, dtype);
+}
+
+/** @internal A tensor over storage already referenced by the caller (takes one reference). */
+export function view(storage: Storage, shape: readonly number[], dtype: DType): Tensor {
+  return new Tensor(storage.retain(), shape, dtype);
+}
+
+/** Live tensors and bytes of live storage per device. */
+export function memory(): { tensors: number; bytes: Record<string, number> } {
+  const bytes: Record<string, number> = {};
+  for (const [d, b] of liveBytes) bytes[d] = b;
+  return { tensors: liveTensors, bytes };
+}
+
+/**
+ * Runs fn and disposes every tensor created inside it, except those it returns (a tensor, or
+ * tensors inside a returned array or plain object, one level deep). fn must be synchronous.
+ */
+export function scope<T>(fn: () => T): T {
+  const created = new Set<Tensor>();
+  scopes.push(created);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    scopes.pop();
+    for (const t of created) t.dispose();
+    throw e;
+  }
+  scopes.pop();
+  if (result && typeof (result as { then?: unknown }).then === 'function') {
+    for (const t of created) t.dispose();
+    throw new TypeError('scope: fn must be synchronous; it returned a Promise');
+  }
+  const keep = new Set<Tensor>();
+  const visit = (v: unknown) => {
+    if (v instanceof Tensor) keep.add(v);
+  };
+  if (Array.isArray(result)) result.forEach(visit);
+  else if (result instanceof Tensor) visit(result);
+  else if (result && typeof result === 'object') Object.values(result).forEach(visit);
+  const outer = scopes[scopes.length - 1];
+  for (const t of created) {
+    if (keep.has(t)) {
+      if (outer) outer.add(t);
+    } else {
+      t.dispose();
+    }
+  }
+  return result;
+}
+
+/** @internal Takes t out of every open scope (a gradient stored on a leaf outlives them). */
+export function keepFromScopes(t: Tensor): void {
+  for (const s of scopes) s.delete(t);
+}
