@@ -58,3 +58,28 @@ export function buildInfo(): BuildInfo {
 export function synchronize(device: string): Promise<void> {
   return native.synchronize(device === 'cpu' ? 'cpu:0' : device === 'cuda' ? 'cuda:0' : device);
 }
+
+export interface AllocatorStats {
+  /** Bytes handed out by the device's caching allocator and not yet released. */
+  inUse: number;
+  /** Bytes held in its free lists for reuse. */
+  cached: number;
+  /** The most bytes in use at once so far. */
+  peak: number;
+  /** Blocks in use. */
+  blocks: number;
+}
+
+/**
+ * The caching allocator's own counts for a device. They include memory that queued work still
+ * holds (after dispose, until the op that reads it has run) and blocks rounded up in size, so
+ * they differ from `memory()`, which counts live tensors exactly.
+ */
+export function allocatorStats(device: string): AllocatorStats {
+  return native.memoryStats(device === 'cpu' ? 'cpu:0' : device === 'cuda' ? 'cuda:0' : device);
+}
+
+/** Returns a device's cached free blocks to the system (or the GPU). */
+export function emptyCache(device: string): void {
+  native.emptyCache(device === 'cpu' ? 'cpu:0' : device === 'cuda' ? 'cuda:0' : device);
+}

@@ -11,7 +11,16 @@ import './ops/shape.js'; // installs Tensor.prototype.reshape / .to
 
 export { Tensor, memory, scope, type DType, type TensorOptions } from './tensor.js';
 export { noGrad, zeroGrad } from './autograd.js';
-export { devices, buildInfo, synchronize, type DeviceInfo, type BuildInfo } from './device.js';
+export {
+  devices,
+  buildInfo,
+  synchronize,
+  allocatorStats,
+  emptyCache,
+  type DeviceInfo,
+  type BuildInfo,
+  type AllocatorStats,
+} from './device.js';
 export {
   ConvnetError,
   ShapeError,

@@ -1,0 +1,88 @@
+/** Shared test helpers: leak tracking, random data, comparisons. */
+import { afterAll, beforeAll, expect } from 'vitest';
+
+import * as cn from '../src/index.js';
+
+/** Asserts the file ends with the live tensors and bytes it began with. */
+export function trackLeaks(): void {
+  let start: ReturnType<typeof cn.memory>;
+  beforeAll(() => {
+    start = cn.memory();
+  });
+  afterAll(() => {
+    const end = cn.memory();
+    expect(end.tensors).toBe(start.tensors);
+    for (const [d, b] of Object.entries(end.bytes)) expect([d, b]).toEqual([d, start.bytes[d] ?? 0]);
+  });
+}
+
+/** A small deterministic generator (mulberry32) for test data. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** n uniform values in [-1, 1). */
+export function uniform(n: number, seed: number): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = 2 * r() - 1;
+  return out;
+}
+
+export function prod(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** A tensor of uniform values in [-1, 1). */
+export function rand(shape: number[], seed: number, opts: { requiresGrad?: boolean; device?: string } = {}): cn.Tensor {
+  return cn.tensor(uniform(prod(shape), seed), shape, opts);
+}
+
+/** max_i |a_i - b_i| / max(|a_i|, |b_i|, 1), NaN counting as infinitely wrong. */
+export function maxRelError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]) / Math.max(Math.abs(a[i]), Math.abs(b[i]), 1);
+    if (!(d <= worst)) worst = Number.isNaN(d) ? Infinity : d;
+  }
+  return worst;
+}
+
+export function expectClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol = 1e-5): void {
+  const err = maxRelError(actual, expected);
+  if (!(err <= tol)) {
+    let at = 0;
+    for (let i = 0; i < actual.length; i++) {
+      const d = Math.abs(actual[i] - expected[i]) / Math.max(Math.abs(actual[i]), Math.abs(expected[i]), 1);
+      if (!(d <= tol)) {
+        at = i;
+        break;
+      }
+    }
+    expect.fail(`max relative error ${err} > ${tol}; first at [${at}]: got ${actual[at]}, expected ${expected[at]}`);
+  }
+}
+
+/** Expects fn to throw exactly this class with exactly this message, and memory to be unchanged. */
+export function expectError(fn: () => unknown, cls: new (...a: never[]) => Error, message: string | RegExp): void {
+  const before = cn.memory();
+  let thrown: unknown;
+  try {
+    fn();
+  } catch (e) {
+    thrown = e;
+  }
+  expect(thrown, 'expected an error').toBeInstanceOf(cls);
+  expect((thrown as Error).constructor).toBe(cls);
+  if (typeof message === 'string') expect((thrown as Error).message).toBe(message);
+  else expect((thrown as Error).message).toMatch(message);
+  expect(cn.memory()).toEqual(before);
+}

@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    // Files run in separate processes, two at a time (the machines have two cores); each file
+    // checks that it ends with as many live tensors and bytes as it began with.
+    pool: 'forks',
+    maxWorkers: 2,
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    execArgv: ['--expose-gc'],
+  },
+});
