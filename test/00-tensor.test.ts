@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 
 import * as cn from '../src/index.js';
+import { native } from '../src/native.js';
 import { expectError, trackLeaks } from './helpers.js';
 
 trackLeaks();
@@ -170,6 +171,26 @@ describe('memory', () => {
     expect(after.cached - before.cached).toBeLessThanOrEqual(4 * 16384);
     cn.emptyCache('cpu:1');
     expect(cn.allocatorStats('cpu:1').cached).toBe(0);
+  });
+});
+
+describe('out of memory', () => {
+  it('an impossible allocation throws OutOfMemoryError naming the device and sizes; the next op works', async () => {
+    let thrown: unknown;
+    try {
+      native.alloc('cpu:1', 2 ** 60);
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(cn.OutOfMemoryError);
+    const e = thrown as cn.OutOfMemoryError;
+    expect(e.message).toMatch(/^out of memory on cpu:1: asked for 1152921504606846976 bytes, \d+ bytes free$/);
+    expect(e.device).toBe('cpu:1');
+    expect(e.bytesAsked).toBe(2 ** 60);
+    expect(e.bytesFree).toBeGreaterThan(0);
+    const t = cn.full([3], 2, { device: 'cpu:1' });
+    expect(Array.from(await t.data())).toEqual([2, 2, 2]);
+    t.dispose();
   });
 });
 
