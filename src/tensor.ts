@@ -217,10 +217,25 @@ export function setBackward(fn: (t: Tensor, g?: Tensor) => void): void {
   backwardImpl = fn;
 }
 
-/** @internal A new tensor over fresh storage. Nothing is written to it. */
+/**
+ * With CONVNET_POISON=1 every op output starts as NaN (all bits set for int32), so an element a
+ * kernel forgets to write shows up in the tests instead of passing as stale memory.
+ */
+const poison = process.env.CONVNET_POISON === '1';
+
+/** @internal A new tensor over fresh storage. Nothing is written to it (unless poisoning). */
 export function empty(shape: readonly number[], dtype: DType, device: string): Tensor {
   const size = shape.reduce((a, b) => a * b, 1);
-  return new Tensor(new Storage(device, size * 4), shape, dtype);
+  const t = new Tensor(new Storage(device, size * 4), shape, dtype);
+  if (poison && size > 0) {
+    try {
+      native.launch('fill', [t._handle('poison')], [size], [NaN]);
+    } catch (e) {
+      t.dispose();
+      throw e;
+    }
+  }
+  return t;
 }
 
 /** @internal A tensor over storage already referenced by the caller (takes one reference). */

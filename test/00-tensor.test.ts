@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 
 import * as cn from '../src/index.js';
 import { native } from '../src/native.js';
+import { empty } from '../src/tensor.js';
 import { expectError, trackLeaks } from './helpers.js';
 
 trackLeaks();
@@ -171,6 +172,15 @@ describe('memory', () => {
     expect(after.cached - before.cached).toBeLessThanOrEqual(4 * 16384);
     cn.emptyCache('cpu:1');
     expect(cn.allocatorStats('cpu:1').cached).toBe(0);
+  });
+});
+
+describe('poisoning', () => {
+  it('op outputs start as NaN in the test suite, so unwritten elements show', async () => {
+    expect(process.env.CONVNET_POISON).toBe('1');
+    const t = empty([3], 'float32', 'cpu:0');
+    expect(Array.from(await t.data()).every(Number.isNaN)).toBe(true);
+    t.dispose();
   });
 });
 
