@@ -160,11 +160,13 @@ function addToLeaf(leaf: Tensor, g: Tensor, owned: Set<Tensor>): void {
     return;
   }
   let grad = g;
-  if (!owned.has(g)) {
-    // The caller's gradOutput, or a tensor someone else holds: the leaf gets its own copy.
+  if (!owned.has(g) || g._storage('backward').refCount > 1) {
+    // The caller's gradOutput, or a view sharing storage with it (reshape's gradient is one):
+    // the leaf gets its own copy, so accumulating into .grad never writes into anything else.
     grad = empty(g.shape, 'float32', g.device);
     native.copy(grad._handle('backward'), g._handle('backward'));
   }
+  if (grad !== g && owned.has(g)) g.dispose();
   owned.delete(g);
   if (leaf.grad && !leaf.grad.disposed) {
     native.launch('axpy', [leaf.grad._handle('backward'), grad._handle('backward')], [grad.size], [1]);

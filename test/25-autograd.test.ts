@@ -40,6 +40,23 @@ describe('autograd', () => {
     for (const t of [a, y, g]) t.dispose();
   });
 
+  it("accumulating into a leaf's grad never writes into the caller's gradOutput", async () => {
+    for (const op of [(t: cn.Tensor) => cn.reshape(t, [4]), (t: cn.Tensor) => cn.flatten(cn.dropout(t, { p: 0.5, seed: 1, training: false })).reshape([4])]) {
+      const x = cn.randn([2, 2], { seed: 1, requiresGrad: true });
+      const g = cn.tensor([1, 1, 1, 1], [4]);
+      for (let k = 0; k < 2; k++) {
+        const y = cn.scope(() => op(x));
+        y.backward(g);
+        y.dispose();
+      }
+      expect(Array.from(await g.data())).toEqual([1, 1, 1, 1]);
+      expect(Array.from(await x.grad!.data())).toEqual([2, 2, 2, 2]);
+      cn.zeroGrad([x]);
+      x.dispose();
+      g.dispose();
+    }
+  });
+
   it('noGrad records nothing', () => {
     const w = rand([2, 2], 3, { requiresGrad: true });
     const y = cn.noGrad(() => cn.relu(w));

@@ -1,0 +1,157 @@
+/**
+ * Benchmark driver: `tsx bench/main.ts <suite> [options]` (or `npm run bench -- <suite>`).
+ *
+ * A suite measures a list of trials (an op at given shapes, a training step) with a list of
+ * drivers (our library, a peer such as PyTorch or cuDNN), one driver at a time, and prints
+ * them side by side. Every timing is the median of --iters timed iterations after --warmup
+ * untimed ones; timed regions of our library end with `await cn.synchronize(device)` because
+ * its ops only queue work on a device thread (see harness.ts). The header names the machine,
+ * the date, the git commit and the versions; --json FILE writes every number.
+ *
+ * Suites are loaded only when chosen: the library reads CONVNET_CPU_THREADS when it loads, so
+ * --threads is applied to the environment first.
+ */
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+
+import { environment, type BenchOptions, type Suite } from './harness.js';
+
+const SUITES: Record<string, { describe: string; load: () => Promise<Suite> }> = {
+  cpu: {
+    describe: 'AlexNet-mini on the CPU: per-op fwd/bwd and training images/s, beside PyTorch',
+    load: async () => (await import('./cpu.js')).cpuSuite,
+  },
+};
+
+const USAGE = `usage: tsx bench/main.ts <suite> [--iters N] [--warmup N] [--batch N] [--width W]
+                         [--threads N] [--seed N] [--drivers A,B] [--json FILE]
+       npm run bench -- <suite> [options]
+
+suites:
+${Object.entries(SUITES).map(([k, s]) => `  ${k.padEnd(8)} ${s.describe}`).join('\n')}
+
+options:
+  --iters N     timed iterations per measurement (default 30)
+  --warmup N    untimed iterations before them (default 3)
+  --batch N     batch size (default 128)
+  --width W     width factor of the network (default 0.5)
+  --threads N   CPU threads for every driver (default CONVNET_CPU_THREADS, else the core count)
+  --seed N      seed of the weights and the random data (default 1)
+  --drivers A,B only these drivers (the cpu suite: convnet, pytorch; default all)
+  --json FILE   also write every number to FILE
+  --help        this text`;
+
+class UsageError extends Error {}
+
+type NumericOption = 'iters' | 'warmup' | 'batch' | 'width' | 'threads' | 'seed';
+
+interface Parsed {
+  suite: string;
+  opts: Partial<BenchOptions>;
+  json: string | null;
+}
+
+function parse(argv: string[]): Parsed | 'help' {
+  if (argv.includes('--help') || argv.includes('-h')) return 'help';
+  let suite: string | null = null;
+  let json: string | null = null;
+  const opts: Partial<BenchOptions> = {};
+  const numeric: Record<string, [NumericOption, (v: number) => boolean, string]> = {
+    '--iters': ['iters', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'],
+    '--warmup': ['warmup', (v) => Number.isInteger(v) && v >= 0, 'a non-negative integer'],
+    '--batch': ['batch', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'],
+    '--width': ['width', (v) => v > 0 && v <= 4, 'a number in (0, 4]'],
+    '--threads': ['threads', (v) => Number.isInteger(v) && v >= 1 && v <= 256, 'an integer in [1, 256]'],
+    '--seed': ['seed', (v) => Number.isInteger(v) && v >= 0, 'a non-negative integer'],
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const [flag, inline] = a.startsWith('--') && a.includes('=') ? [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)] : [a, undefined];
+    const value = () => {
+      const v = inline ?? argv[++i];
+      if (v === undefined) throw new UsageError(`${flag} needs a value`);
+      return v;
+    };
+    if (flag in numeric) {
+      const [key, ok, what] = numeric[flag];
+      const raw = value();
+      const v = Number(raw);
+      if (raw.trim() === '' || !ok(v)) throw new UsageError(`${flag} must be ${what}, received '${raw}'`);
+      opts[key] = v;
+    } else if (flag === '--json') {
+      json = value();
+    } else if (flag === '--drivers') {
+      const list = value().split(',').map((d) => d.trim()).filter((d) => d !== '');
+      if (list.length === 0) throw new UsageError('--drivers needs a comma-separated list of driver names');
+      opts.drivers = list;
+    } else if (flag.startsWith('-')) {
+      throw new UsageError(`unknown option ${flag}`);
+    } else if (suite === null) {
+      suite = flag;
+    } else {
+      throw new UsageError(`unexpected argument '${flag}' (one suite at a time)`);
+    }
+  }
+  if (suite === null) throw new UsageError('no suite given');
+  if (!(suite in SUITES)) throw new UsageError(`unknown suite '${suite}' (suites: ${Object.keys(SUITES).join(', ')})`);
+  return { suite, opts, json };
+}
+
+function defaultThreads(): number {
+  const env = Number(process.env.CONVNET_CPU_THREADS);
+  return Number.isInteger(env) && env >= 1 ? env : os.cpus().length;
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed: Parsed | 'help';
+  try {
+    parsed = parse(argv);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    console.error(`bench: ${e.message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (parsed === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
+  const threads = parsed.opts.threads ?? defaultThreads();
+  process.env.CONVNET_CPU_THREADS = `${threads}`;
+  const suite = await SUITES[parsed.suite].load();
+  const unknown = (parsed.opts.drivers ?? []).filter((d) => !suite.drivers.includes(d));
+  if (unknown.length) {
+    console.error(`bench: unknown driver ${unknown.join(', ')} for suite ${suite.name} (drivers: ${suite.drivers.join(', ')})\n\n${USAGE}`);
+    return 2;
+  }
+  const opts: BenchOptions = {
+    iters: 30, warmup: 3, batch: 128, width: 0.5, seed: 1, drivers: null,
+    ...suite.defaults,
+    ...parsed.opts,
+    threads,
+  };
+  const { buildInfo } = await import('../src/index.js');
+  const env = environment(buildInfo().version);
+  console.log(`convnet-cuda ${env.version} bench: ${suite.name} (${suite.describe})`);
+  console.log(`machine: ${env.cpu}, ${env.cores} cores, ${env.memoryGiB} GiB, ${env.platform}`);
+  console.log(`date ${env.date}; commit ${env.commit ?? 'unknown (git rev-parse failed)'}; node ${env.node}`);
+  console.log(`options: batch ${opts.batch}, width ${opts.width}, iters ${opts.iters}, warm-up ${opts.warmup}, threads ${opts.threads}, seed ${opts.seed}`);
+  const t0 = performance.now();
+  const report = await suite.run(opts, (line) => console.log(line));
+  const seconds = (performance.now() - t0) / 1000;
+  console.log(`\n${suite.name} suite finished in ${seconds.toFixed(1)} s`);
+  if (parsed.json) {
+    writeFileSync(parsed.json, `${JSON.stringify({ suite: suite.name, environment: env, options: opts, seconds, ...report }, null, 2)}\n`);
+    console.log(`wrote ${parsed.json}`);
+  }
+  return report.failed.length ? 1 : 0;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    console.error(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    process.exitCode = 1;
+  },
+);
