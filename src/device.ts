@@ -83,3 +83,24 @@ export function allocatorStats(device: string): AllocatorStats {
 export function emptyCache(device: string): void {
   native.emptyCache(device === 'cpu' ? 'cpu:0' : device === 'cuda' ? 'cuda:0' : device);
 }
+
+/** One op as its device's queue ran it: times in microseconds on one process-wide clock. */
+export interface TraceEvent {
+  device: string;
+  op: string;
+  start: number;
+  end: number;
+}
+
+/**
+ * Records every op that any device's queue runs from now until `traceStop()`. On CUDA devices
+ * the times are when the queue issued the work to the stream, not when the GPU ran it.
+ */
+export function traceStart(): void {
+  native.traceStart();
+}
+
+/** Stops recording and returns what was recorded, in the order the ops finished. */
+export function traceStop(): TraceEvent[] {
+  return native.traceStop();
+}

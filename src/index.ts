@@ -17,6 +17,9 @@ export {
   synchronize,
   allocatorStats,
   emptyCache,
+  traceStart,
+  traceStop,
+  type TraceEvent,
   type DeviceInfo,
   type BuildInfo,
   type AllocatorStats,
@@ -39,3 +42,33 @@ export { linear } from './ops/linear.js';
 export { softmaxCrossEntropy } from './ops/loss.js';
 export { reshape, flatten, concat, split, to } from './ops/shape.js';
 export { sgdUpdate, type SgdOptions } from './ops/sgd.js';
+export {
+  loadFashionMnist,
+  fashionMnistFiles,
+  FASHION_MNIST_DIR,
+  FASHION_MNIST_CLASSES,
+  type ImageDataset,
+  type FashionMnistOptions,
+} from './data/fashion-mnist.js';
+export {
+  BatchLoader,
+  batchToTensors,
+  normalizationStats,
+  type Batch,
+  type BatchLoaderOptions,
+  type CropOptions,
+  type LoaderState,
+  type Normalization,
+} from './data/loader.js';
+export {
+  save,
+  load,
+  saveTensors,
+  loadTensors,
+  type NamedParameters,
+  type HostTensor,
+  type LoadedTensors,
+} from './io/safetensors.js';
+export * as nn from './nn/index.js';
+export * as optim from './optim/index.js';
+export * as models from './models/index.js';

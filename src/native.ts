@@ -34,6 +34,8 @@ export interface NativeAddon {
   synchronizeSync(device: string): void;
   memoryStats(device: string): { inUse: number; cached: number; peak: number; blocks: number };
   emptyCache(device: string): void;
+  traceStart(): void;
+  traceStop(): { device: string; op: string; start: number; end: number }[];
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
