@@ -7,8 +7,11 @@
  * by the nodes downstream, so a graph lives exactly as long as some tensor can still reach it,
  * even when a scope has already disposed the intermediate tensors.
  *
- * `backward()` walks the graph once, in reverse topological order, and frees each node's saved
- * storage as soon as its gradients are out (a second backward through the same graph throws).
+ * `backward()` walks the graph once, newest node first (creation order is a topological order,
+ * since a node is made after its inputs), and frees each node's saved storage as soon as its
+ * gradients are out (a second backward through the same graph throws). Newest-first also keeps
+ * the forward pass's interleaving across devices: two towers' backward work alternates between
+ * their queues as their forward work did, so both devices stay busy.
  *
  * Gradient convention: native backward kernels overwrite their outputs; accumulation happens
  * here: into the gradient of a node reached along several paths, and into a leaf's `.grad`
@@ -33,8 +36,12 @@ export interface Saved {
   dtype: DType;
 }
 
+let nextSeq = 0;
+
 export class Node {
   readonly op: string;
+  /** Creation order: every node is newer than the nodes of its inputs. */
+  readonly seq = nextSeq++;
   readonly edges: (Edge | null)[];
   private backwardFn: BackwardFn | null;
   private saved: Storage[];
@@ -214,27 +221,19 @@ function backward(root: Tensor, gradOutput?: Tensor): void {
 }
 
 function runGraph(rootNode: Node, root: Tensor, gradOutput?: Tensor): void {
-  // Reverse topological order by an iterative depth-first search (graphs can be deep).
-  const order: Node[] = [];
-  const seen = new Set<Node>();
-  const stack: [Node, number][] = [[rootNode, 0]];
-  seen.add(rootNode);
+  // Every node reachable from the root (iteratively: graphs can be deep), newest first.
+  const seen = new Set<Node>([rootNode]);
+  const stack: Node[] = [rootNode];
   while (stack.length) {
-    const top = stack[stack.length - 1];
-    const [node, k] = top;
-    if (k < node.edges.length) {
-      top[1]++;
-      const next = node.edges[k]?.node;
-      if (next && !seen.has(next)) {
-        seen.add(next);
-        stack.push([next, 0]);
+    const node = stack.pop()!;
+    for (const e of node.edges) {
+      if (e?.node && !seen.has(e.node)) {
+        seen.add(e.node);
+        stack.push(e.node);
       }
-    } else {
-      stack.pop();
-      order.push(node);
     }
   }
-  order.reverse();
+  const order = [...seen].sort((a, b) => b.seq - a.seq);
 
   const owned = new Set<Tensor>();
   const grads = new Map<Node, Tensor>();

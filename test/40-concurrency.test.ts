@@ -35,6 +35,23 @@ describe('concurrency', () => {
     for (let i = 0; i < 6; i++) expect(Array.from(par[i])).toEqual(Array.from(seq[i]));
   });
 
+  it('two CPU devices really compute at the same time (their traced ops overlap)', async () => {
+    const inputs = ['cpu:0', 'cpu:1'].map((device) => ({
+      x: rand([16, 16, 24, 24], 3, { device }),
+      w: rand([32, 16, 5, 5], 4, { device }),
+    }));
+    cn.traceStart();
+    const ys: cn.Tensor[] = [];
+    for (let k = 0; k < 4; k++) for (const { x, w } of inputs) ys.push(cn.conv2d(x, w, null, { padding: 2 }));
+    await Promise.all(ys.map((y) => y.data()));
+    const events = cn.traceStop().filter((e) => e.op === 'conv2d_forward');
+    expect(events).toHaveLength(8);
+    const on = (d: string) => events.filter((e) => e.device === d);
+    const overlaps = on('cpu:0').some((a) => on('cpu:1').some((b) => a.start < b.end && b.start < a.end));
+    expect(overlaps).toBe(true);
+    for (const t of [...ys, ...inputs.flatMap((i) => [i.x, i.w])]) t.dispose();
+  });
+
   it('await t.data() leaves the event loop free while the queue works', async () => {
     const x = rand([32, 32, 32, 32], 1);
     const w = rand([64, 32, 5, 5], 2);

@@ -282,7 +282,8 @@ Napi::Value Launch(const Napi::CallbackInfo& info) {
     if (!fn)
       cn::fail(ErrorKind::Device, name + ": no CUDA kernel for this op yet on " +
                                       call.device->id());
-    call.device->enqueue([fn, call = std::move(call)] { fn(call); });
+    cn::Device* device = call.device;
+    device->enqueue([fn, call = std::move(call)] { fn(call); }, def->name);
     return env.Undefined();
   });
 }
@@ -350,7 +351,34 @@ Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   });
 }
 
+// traceStart(): records every op run from now on; traceStop() -> [{ device, op, start, end }]
+// with times in microseconds on one process-wide clock.
+Napi::Value TraceStart(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    cn::trace_start();
+    return env.Undefined();
+  });
+}
+
+Napi::Value TraceStop(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    auto events = cn::trace_stop();
+    Napi::Array out = Napi::Array::New(env, events.size());
+    for (size_t k = 0; k < events.size(); ++k) {
+      Napi::Object e = Napi::Object::New(env);
+      e.Set("device", events[k].device);
+      e.Set("op", events[k].label);
+      e.Set("start", events[k].start_us);
+      e.Set("end", events[k].end_us);
+      out.Set(k, e);
+    }
+    return out;
+  });
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("traceStart", Napi::Function::New(env, TraceStart));
+  exports.Set("traceStop", Napi::Function::New(env, TraceStop));
   exports.Set("devices", Napi::Function::New(env, Devices));
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo));
   exports.Set("alloc", Napi::Function::New(env, Alloc));

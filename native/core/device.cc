@@ -1,5 +1,7 @@
 #include "core/device.h"
 
+#include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <future>
@@ -32,12 +34,37 @@ StoragePtr Device::allocate(size_t bytes) {
   return std::make_shared<Storage>(this, p, bytes, rounded);
 }
 
-void Device::enqueue(std::function<void()> task) {
+void Device::enqueue(std::function<void()> task, const char* label) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    tasks_.push_back(std::move(task));
+    tasks_.push_back(Task{std::move(task), label});
   }
   cv_.notify_one();
+}
+
+namespace {
+std::atomic<bool> g_tracing{false};
+std::mutex g_trace_mu;
+std::vector<TraceEvent> g_trace;
+const auto g_epoch = std::chrono::steady_clock::now();
+
+double now_us() {
+  return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - g_epoch).count();
+}
+}  // namespace
+
+void trace_start() {
+  std::lock_guard<std::mutex> lock(g_trace_mu);
+  g_trace.clear();
+  g_tracing = true;
+}
+
+std::vector<TraceEvent> trace_stop() {
+  std::lock_guard<std::mutex> lock(g_trace_mu);
+  g_tracing = false;
+  std::vector<TraceEvent> out;
+  out.swap(g_trace);
+  return out;
 }
 
 void Device::record_error(std::exception_ptr e) {
@@ -47,7 +74,7 @@ void Device::record_error(std::exception_ptr e) {
 
 void Device::queue_loop() {
   for (;;) {
-    std::function<void()> task;
+    Task task;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [this] { return stop_ || !tasks_.empty(); });
@@ -55,10 +82,17 @@ void Device::queue_loop() {
       task = std::move(tasks_.front());
       tasks_.pop_front();
     }
+    bool traced = task.label && g_tracing.load(std::memory_order_relaxed);
+    double start = traced ? now_us() : 0;
     try {
-      task();
+      task.fn();
     } catch (...) {
       record_error(std::current_exception());
+    }
+    if (traced) {
+      double end = now_us();
+      std::lock_guard<std::mutex> lock(g_trace_mu);
+      if (g_tracing) g_trace.push_back(TraceEvent{id_, task.label, start, end});
     }
   }
 }

@@ -56,8 +56,9 @@ class Device {
   CachingAllocator& allocator() { return *allocator_; }
 
   // Appends a task to the queue. A task that throws does not stop the queue: its error is kept
-  // and raised by the next synchronize() (like CUDA's deferred errors).
-  void enqueue(std::function<void()> task);
+  // and raised by the next synchronize() (like CUDA's deferred errors). `label` (a string that
+  // lives as long as the process, e.g. an op name) names the task in traces.
+  void enqueue(std::function<void()> task, const char* label = nullptr);
   // Blocks the calling thread until every task queued so far (and its GPU work) is done, then
   // rethrows the first deferred error, if any.
   void synchronize();
@@ -91,7 +92,11 @@ class Device {
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<std::function<void()>> tasks_;
+  struct Task {
+    std::function<void()> fn;
+    const char* label;
+  };
+  std::deque<Task> tasks_;
   bool stop_ = false;
   std::exception_ptr error_;
 };
@@ -105,6 +110,16 @@ int cpu_device_count();
 // Copies src into dst (same size) across or within devices, in the order of both queues: the
 // copy runs on src's queue after the work queued there so far; dst's queue waits for it.
 void copy_storage(const StoragePtr& dst, const StoragePtr& src, size_t bytes);
+
+// Tracing: while on, every labelled task records when its queue thread ran it (host time; for
+// CUDA devices that is when the work was issued, not when the GPU ran it).
+struct TraceEvent {
+  std::string device;
+  const char* label;
+  double start_us, end_us;  // microseconds since the process started tracing for the first time
+};
+void trace_start();
+std::vector<TraceEvent> trace_stop();
 
 // What the addon reports as build facts.
 struct BuildFacts {
