@@ -68,6 +68,7 @@ export {
   type NamedParameters,
   type HostTensor,
   type LoadedTensors,
+  type LoadOptions,
 } from './io/safetensors.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';

@@ -102,6 +102,20 @@ describe('tensors', () => {
   });
 });
 
+describe('queue order', () => {
+  it('writing new values into a tensor waits for the queued work that still reads the old ones', async () => {
+    const x = cn.full([8, 16, 32, 32], 1);
+    const w = cn.full([16, 16, 5, 5], 1);
+    const y = cn.conv2d(x, w, null, { padding: 2 });
+    // x is still being read by the queued conv: the upload must go in queue order after it.
+    native.upload(x._handle('test'), new Float32Array(x.size));
+    const d = await y.data();
+    expect(d[2 * 32 + 2]).toBe(16 * 25);
+    expect(Array.from(await x.data()).every((v) => v === 0)).toBe(true);
+    for (const t of [x, w, y]) t.dispose();
+  });
+});
+
 describe('memory', () => {
   it('counts live tensors and bytes per device, and dispose gives them back', () => {
     const before = cn.memory();

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <future>
 #include <sstream>
+#include <vector>
 
 #include <unistd.h>
 
@@ -167,8 +168,17 @@ class CpuDevice : public Device {
   }
 
   void upload(const StoragePtr& dst, const void* src, size_t bytes) override {
-    // Fresh storage that no queued task can touch yet: copy now, on the caller's thread.
-    std::memcpy(dst->ptr, src, bytes);
+    if (dst.use_count() == 1) {
+      // Only the caller's handle holds the storage (a fresh tensor): no queued task can touch
+      // it, and none can start to, so copy now on the caller's thread.
+      std::memcpy(dst->ptr, src, bytes);
+      return;
+    }
+    // Queued work may still read or write it (loading into a live parameter): stage the bytes
+    // now and copy in queue order.
+    auto staging = std::make_shared<std::vector<unsigned char>>(
+        static_cast<const unsigned char*>(src), static_cast<const unsigned char*>(src) + bytes);
+    enqueue([dst, staging, bytes] { std::memcpy(dst->ptr, staging->data(), bytes); });
   }
   void download(const StoragePtr& src, void* dst, size_t bytes) override {
     auto done = std::make_shared<std::promise<void>>();

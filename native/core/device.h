@@ -63,8 +63,8 @@ class Device {
   // rethrows the first deferred error, if any.
   void synchronize();
 
-  // Host <-> device copies. upload copies `bytes` from host memory now (the caller may reuse
-  // its buffer once it returns); download runs in queue order and blocks until the data is in.
+  // Host <-> device copies, both in queue order. upload takes the caller's bytes before it
+  // returns (the buffer may be reused at once); download blocks until the data is in.
   virtual void upload(const StoragePtr& dst, const void* src, size_t bytes) = 0;
   virtual void download(const StoragePtr& src, void* dst, size_t bytes) = 0;
   // Copies within this device, in queue order.

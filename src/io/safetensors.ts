@@ -313,11 +313,20 @@ const MAX_LISTED = 10;
  * values, copied into its existing storage on its device (in queue order, like any op). Nothing
  * is copied unless the whole file is valid and every name, shape and dtype matches.
  *
- * @returns the checkpoint's metadata (the `extra` given to `save`)
+ * @returns the checkpoint's metadata (the `extra` given to `save`), and with
+ *   `unexpected: 'return'` the file's other tensors
  * @throws FormatError as {@link loadTensors}, or naming the parameters that are missing from the
  *   file, the tensors the module has no parameter for, and those whose shape or dtype differs
  */
-export async function load(file: string, module: NamedParameters): Promise<{ metadata: Record<string, string> }> {
+export interface LoadOptions {
+  /**
+   * Tensors in the file that the module has no parameter for: an error (default), or left out
+   * (a training checkpoint also holds optimizer state) and returned in `rest`.
+   */
+  unexpected?: 'error' | 'return';
+}
+
+export async function load(file: string, module: NamedParameters, opts: LoadOptions = {}): Promise<{ metadata: Record<string, string>; rest: Record<string, HostTensor> }> {
   const op = 'load';
   if (!module || typeof module.namedParameters !== 'function') {
     throw new FormatError(`${op}: module must have namedParameters(), received ${show(module)}`);
@@ -339,7 +348,12 @@ export async function load(file: string, module: NamedParameters): Promise<{ met
       problems.push(`'${name}' is ${t.dtype} in the file but ${p.dtype} in the module`);
     }
   }
-  for (const name of Object.keys(tensors)) if (!wanted.has(name)) problems.push(`unexpected '${name}'`);
+  const rest: Record<string, HostTensor> = {};
+  for (const name of Object.keys(tensors)) {
+    if (wanted.has(name)) continue;
+    if (opts.unexpected === 'return') rest[name] = tensors[name];
+    else problems.push(`unexpected '${name}'`);
+  }
   if (problems.length > 0) {
     const listed = problems.slice(0, MAX_LISTED).join('; ');
     const more = problems.length > MAX_LISTED ? `; and ${problems.length - MAX_LISTED} more` : '';
@@ -348,5 +362,5 @@ export async function load(file: string, module: NamedParameters): Promise<{ met
   // Checked again: a parameter may have been disposed while the file was read.
   const handles = params.map(([name, p]) => p._handle(op, `parameter '${name}'`));
   params.forEach(([name], i) => native.upload(handles[i], tensors[name].data));
-  return { metadata };
+  return { metadata, rest };
 }
