@@ -12,8 +12,8 @@
  * op runs on both, then `backward()` runs on every output with the same random gradOutput on
  * both. Outputs and input gradients are compared by the normwise relative error
  * ||a - b|| / max(||b||, tiny), which must be under TOL; NaN anywhere fails (with
- * CONVNET_POISON=1 a NaN is an element no kernel wrote). Ops defined bit for bit (dropout,
- * randn, fills, copies) must match exactly.
+ * CONVNET_POISON=1 a NaN is an element no kernel wrote). Ops defined bit for bit (dropout
+ * masks, fills, copies) must match exactly; randn to float32 rounding (see creationCases).
  */
 
 /** Normwise relative error allowed between float32 results. */
@@ -383,9 +383,13 @@ function creationCase(op, d, shape, label, make) {
 }
 
 function creationCases(d, small) {
-  const randn = (shape, seed, mean, std, note = '') => creationCase('randn', d, shape,
-    `seed ${seed} mean ${+mean.toPrecision(3)} std ${+std.toPrecision(3)}${note}`,
-    (cn, device) => cn.randn(shape, { seed, mean, std, device }));
+  // randn draws the same counters on every device, but CUDA's logf/cosf differ from glibc's in
+  // the last bits, so it is compared to float32 rounding rather than bit for bit.
+  const randn = (shape, seed, mean, std, note = '') => ({
+    ...creationCase('randn', d, shape, `seed ${seed} mean ${+mean.toPrecision(3)} std ${+std.toPrecision(3)}${note}`,
+      (cn, device) => cn.randn(shape, { seed, mean, std, device })),
+    exact: false,
+  });
   const full = (shape, value, dtype = 'float32') => creationCase('full', d, shape, `value ${value} ${dtype}`,
     (cn, device) => cn.full(shape, value, { dtype, device }));
   const zeros = (shape, dtype = 'float32') => creationCase('zeros', d, shape, dtype,

@@ -34,6 +34,25 @@ std::vector<std::string> op_names();
 // CUDA implementations, defined in the .cu files when CUDA is built in.
 #ifdef CONVNET_WITH_CUDA
 void fill_cuda_op(const OpCall& c);
+void randn_cuda_op(const OpCall& c);
+void axpy_cuda_op(const OpCall& c);
+void copy_blocks_cuda_op(const OpCall& c);
+void relu_forward_cuda_op(const OpCall& c);
+void relu_backward_cuda_op(const OpCall& c);
+void dropout_cuda_op(const OpCall& c);
+void sgd_cuda_op(const OpCall& c);
+void maxpool2d_forward_cuda_op(const OpCall& c);
+void maxpool2d_backward_cuda_op(const OpCall& c);
+void lrn_forward_cuda_op(const OpCall& c);
+void lrn_backward_cuda_op(const OpCall& c);
+void softmax_xent_forward_cuda_op(const OpCall& c);
+void softmax_xent_backward_cuda_op(const OpCall& c);
+void conv2d_forward_cuda_op(const OpCall& c);
+void conv2d_backward_data_cuda_op(const OpCall& c);
+void conv2d_backward_filter_cuda_op(const OpCall& c);
+void linear_forward_cuda_op(const OpCall& c);
+void linear_backward_data_cuda_op(const OpCall& c);
+void linear_backward_weight_cuda_op(const OpCall& c);
 #endif
 
 }  // namespace cn
