@@ -19,12 +19,19 @@ if (!env.npm_config_nodedir) {
 }
 
 const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
-const args = [cmakeJs, 'compile', '--out', 'build', '--config', 'Release', '--parallel', String(Math.max(1, Number(env.CONVNET_BUILD_JOBS) || 2))];
-console.log(`convnet: building the native addon (CONVNET_CUDA=${env.CONVNET_CUDA ?? 'auto'})`);
-const r = spawnSync(process.execPath, args, { cwd: root, env, stdio: 'inherit' });
-if (r.status !== 0) {
-  console.error('convnet: the native build failed; see the CMake output above.');
-  process.exit(r.status ?? 1);
+const common = ['--out', 'build', '--config', 'Release'];
+console.log(`convnet: building the native addon (CONVNET_CUDA=${env.CONVNET_CUDA ?? 'auto'}, CONVNET_CUDA_ARCHS=${env.CONVNET_CUDA_ARCHS ?? 'default'})`);
+// Configure every time: the CUDA switch and targets come from the environment, and an existing
+// build folder would otherwise keep the previous choice. Ninja then rebuilds only what changed.
+for (const step of [
+  ['configure', ...common],
+  ['build', ...common, '--parallel', String(Math.max(1, Number(env.CONVNET_BUILD_JOBS) || 2))],
+]) {
+  const r = spawnSync(process.execPath, [cmakeJs, ...step], { cwd: root, env, stdio: 'inherit' });
+  if (r.status !== 0) {
+    console.error(`convnet: the native build failed at 'cmake-js ${step[0]}'; see the CMake output above.`);
+    process.exit(r.status ?? 1);
+  }
 }
 const addon = path.join(root, 'build', 'Release', 'convnet.node');
 if (!existsSync(addon)) {
