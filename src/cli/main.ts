@@ -1,20 +1,111 @@
 #!/usr/bin/env node
-/** The `convnet` command line. */
-import { buildInfo, devices } from '../index.js';
+/**
+ * The `convnet` command line: info, train, eval, bench. Bad flags get a one-line error and the
+ * usage (exit 2); failures get a one-line error (exit 1); nothing prints a stack trace unless
+ * CONVNET_DEBUG=1.
+ */
+import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+
+import { buildInfo, devices } from '../device.js';
+import { ConvnetError } from '../errors.js';
+import { zeros } from '../ops/create.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+class UsageError extends Error {}
 
 const USAGE = `usage: convnet <command> [options]
 
 commands:
   info     version, build flags (CUDA on/off, target architectures) and the devices
+  train    train AlexNet-mini on Fashion-MNIST (with no options: the default recipe)
+  eval     evaluate a checkpoint on the test set
+  bench    run the benchmarks of bench/ (e.g. convnet bench cpu)
+
+convnet <command> --help tells the options of each.`;
+
+const TRAIN_USAGE = `usage: convnet train [options]
+
+Trains AlexNet-mini on Fashion-MNIST, evaluates on the test set after every epoch, and writes
+metrics.jsonl, report.html and checkpoint.safetensors to the output folder. Ctrl-C stops after
+the current step and saves a checkpoint; --resume continues from it.
 
 options:
-  --help   this text`;
+  --model NAME         alexnet-mini (default)
+  --data NAME          fashion-mnist (default)
+  --data-dir DIR       folder of the gzip IDX files (default /usr/share/datasets/fashion-mnist)
+  --width W            channel width factor (default 1; the CPU benchmark uses 0.5)
+  --towers 1|2         one device, or two towers on two devices as cuda-convnet did (default 1)
+  --devices LIST       comma-separated device ids (default cuda:0 when there is a GPU, else cpu:0;
+                       two towers: cuda:0,cuda:1 or cpu:0,cpu:1)
+  --epochs N           default 10
+  --batch N            default 128
+  --lr X               default 0.01
+  --momentum X         default 0.9
+  --weight-decay X     default 0.0005
+  --schedule S         step:E (lr / 10 every E epochs; default step:7), plateau[:P] (lr / 10 when
+                       test accuracy has not improved for P epochs, default 1), or none
+  --init he|paper      He normal (default) or the paper's N(0, 0.01) with its bias rule
+  --no-flip            no random horizontal flips
+  --crop               random crops (pad 2, crop 28x28) as well as flips
+  --seed N             weights, data order and dropout (default 1)
+  --train-limit N      train on the first N images only (default all)
+  --test-limit N       test on the first N images only (default all)
+  --log-every N        a metrics line every N steps (default 50)
+  --out DIR            output folder (default runs/alexnet-mini-<date>-<time>)
+  --resume FILE        continue the run saved in this checkpoint
+  --quiet              no progress bar`;
+
+const EVAL_USAGE = `usage: convnet eval --checkpoint FILE [options]
+
+Evaluates a checkpoint written by convnet train on the Fashion-MNIST test set: top-1, top-5, loss.
+
+options:
+  --checkpoint FILE    the checkpoint (required)
+  --data-dir DIR       folder of the gzip IDX files (default /usr/share/datasets/fashion-mnist)
+  --devices LIST       where to run (default: the devices it was trained on)
+  --test-limit N       only the first N test images`;
+
+const INFO_USAGE = `usage: convnet info
+
+Prints the version, the build flags (CUDA on/off, target architectures) and the devices.`;
+
+const BENCH_USAGE = `usage: convnet bench <suite> [options]
+
+Runs bench/main.ts (needs the development install: tsx). Suites: cpu. Its own --help lists the
+options.`;
+
+type Flags = Record<string, string | boolean | undefined>;
+
+function parse(usage: string, args: string[], options: ParseArgsConfig['options']): { values: Flags } {
+  try {
+    const { values } = parseArgs({ args, options: { ...options, help: { type: 'boolean' } }, allowPositionals: false, strict: true });
+    return { values: values as Flags };
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message.split('\n')[0]}\n\n${usage}`);
+  }
+}
+
+function number(flag: string, v: string | undefined, fallback: number, check: (n: number) => boolean, what: string): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || !check(n)) throw new UsageError(`--${flag} must be ${what}, received '${v}'`);
+  return n;
+}
+
+const positiveInt = (n: number) => Number.isInteger(n) && n > 0;
+const nonNegativeInt = (n: number) => Number.isInteger(n) && n >= 0;
 
 function gib(bytes: number): string {
   return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
 }
 
-async function info(): Promise<void> {
+function info(): void {
   const b = buildInfo();
   console.log(`convnet-cuda ${b.version}`);
   console.log(`node ${process.version} on ${process.platform}-${process.arch}`);
@@ -24,49 +115,248 @@ async function info(): Promise<void> {
     console.log('CUDA: off (CPU-only build)');
   }
   const cudaOps = b.ops.filter((o) => o.cuda).map((o) => o.name);
-  console.log(`ops: ${b.ops.length} native ops; with CUDA kernels: ${cudaOps.length ? cudaOps.join(', ') : 'none'}`);
+  const missing = b.ops.filter((o) => !o.cuda).map((o) => o.name);
+  console.log(`ops: ${b.ops.length} native ops, ${cudaOps.length} with CUDA kernels${b.cuda && missing.length ? ` (not yet: ${missing.join(', ')})` : ''}`);
   console.log('devices:');
-  for (const d of devices()) {
+  const list = devices();
+  for (const d of list) {
     const cc = d.computeCapability ? `, compute capability ${d.computeCapability}` : '';
     console.log(`  ${d.id.padEnd(8)} ${d.name}${cc}, ${gib(d.memoryBytes)}`);
   }
-  if (!devices().some((d) => d.kind === 'cuda')) {
+  if (!list.some((d) => d.kind === 'cuda')) {
     try {
-      // Say why there is no CUDA device, in the words a request for one would get.
-      devices();
-      (await import('../index.js')).zeros([1], { device: 'cuda:0' }).dispose();
+      zeros([1], { device: 'cuda:0' }).dispose();
     } catch (e) {
       console.log(`  (no CUDA devices: ${(e as Error).message.replace(/^device: cannot use 'cuda:0': /, '')})`);
     }
   }
 }
 
+function defaultDevices(towers: 1 | 2): string[] {
+  const cuda = devices().filter((d) => d.kind === 'cuda').map((d) => d.id);
+  if (towers === 1) return [cuda[0] ?? 'cpu:0'];
+  return cuda.length >= 2 ? cuda.slice(0, 2) : ['cpu:0', 'cpu:1'];
+}
+
+function stamp(): string {
+  const d = new Date();
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}-${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
+}
+
+function fmtTime(s: number): string {
+  if (!Number.isFinite(s) || s < 0) return '?';
+  const m = Math.floor(s / 60), h = Math.floor(m / 60);
+  return h > 0 ? `${h}h${String(m % 60).padStart(2, '0')}m` : m > 0 ? `${m}m${String(Math.round(s % 60)).padStart(2, '0')}s` : `${Math.round(s)}s`;
+}
+
+async function trainCommand(args: string[]): Promise<number> {
+  const { values: v } = parse(TRAIN_USAGE, args, {
+    model: { type: 'string' }, data: { type: 'string' }, 'data-dir': { type: 'string' },
+    width: { type: 'string' }, towers: { type: 'string' }, devices: { type: 'string' },
+    epochs: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' },
+    momentum: { type: 'string' }, 'weight-decay': { type: 'string' }, schedule: { type: 'string' },
+    init: { type: 'string' }, 'no-flip': { type: 'boolean' }, crop: { type: 'boolean' },
+    seed: { type: 'string' }, 'train-limit': { type: 'string' }, 'test-limit': { type: 'string' },
+    'log-every': { type: 'string' }, out: { type: 'string' }, resume: { type: 'string' }, quiet: { type: 'boolean' },
+  });
+  if (v.help) {
+    console.log(TRAIN_USAGE);
+    return 0;
+  }
+  const { DEFAULT_CONFIG, train } = await import('../train/trainer.js');
+  if (v.model !== undefined && v.model !== 'alexnet-mini') throw new UsageError(`--model must be alexnet-mini, received '${v.model}'`);
+  if (v.data !== undefined && v.data !== 'fashion-mnist') throw new UsageError(`--data must be fashion-mnist, received '${v.data}'`);
+  if (v.init !== undefined && v.init !== 'he' && v.init !== 'paper') throw new UsageError(`--init must be he or paper, received '${v.init}'`);
+  const towers = number('towers', v.towers as string | undefined, 1, (n) => n === 1 || n === 2, '1 or 2') as 1 | 2;
+  const devs = typeof v.devices === 'string' ? v.devices.split(',').map((s) => s.trim()) : defaultDevices(towers);
+  if (devs.length !== towers) throw new UsageError(`--devices must list ${towers} device${towers > 1 ? 's' : ''} for --towers ${towers}, received '${devs.join(',')}'`);
+  const schedule = (v.schedule as string | undefined) ?? DEFAULT_CONFIG.schedule;
+  if (!/^(none|step:[1-9]\d*|plateau(:\d+)?)$/.test(schedule)) {
+    throw new UsageError(`--schedule must be step:E, plateau[:P] or none, received '${schedule}'`);
+  }
+  const config = {
+    ...DEFAULT_CONFIG,
+    dataDir: v['data-dir'] as string | undefined,
+    width: number('width', v.width as string | undefined, DEFAULT_CONFIG.width, (n) => n > 0 && n <= 8, 'a number in (0, 8]'),
+    towers,
+    devices: devs,
+    epochs: number('epochs', v.epochs as string | undefined, DEFAULT_CONFIG.epochs, positiveInt, 'a positive integer'),
+    batch: number('batch', v.batch as string | undefined, DEFAULT_CONFIG.batch, positiveInt, 'a positive integer'),
+    lr: number('lr', v.lr as string | undefined, DEFAULT_CONFIG.lr, (n) => n > 0, 'a positive number'),
+    momentum: number('momentum', v.momentum as string | undefined, DEFAULT_CONFIG.momentum, (n) => n >= 0 && n < 1, 'a number in [0, 1)'),
+    weightDecay: number('weight-decay', v['weight-decay'] as string | undefined, DEFAULT_CONFIG.weightDecay, (n) => n >= 0, 'a non-negative number'),
+    schedule,
+    init: (v.init as 'he' | 'paper' | undefined) ?? DEFAULT_CONFIG.init,
+    flip: !v['no-flip'],
+    crop: v.crop === true,
+    seed: number('seed', v.seed as string | undefined, DEFAULT_CONFIG.seed, nonNegativeInt, 'a non-negative integer'),
+    trainLimit: number('train-limit', v['train-limit'] as string | undefined, 0, nonNegativeInt, 'a non-negative integer'),
+    testLimit: number('test-limit', v['test-limit'] as string | undefined, 0, nonNegativeInt, 'a non-negative integer'),
+    logEvery: number('log-every', v['log-every'] as string | undefined, DEFAULT_CONFIG.logEvery, positiveInt, 'a positive integer'),
+  };
+  const resume = v.resume as string | undefined;
+  if (resume !== undefined && !existsSync(resume)) throw new UsageError(`--resume: no such file '${resume}'`);
+  const out = (v.out as string | undefined) ?? (resume ? path.dirname(resume) : path.join('runs', `alexnet-mini-${stamp()}`));
+
+  let stopRequested = false;
+  const onSigint = () => {
+    if (stopRequested) {
+      process.stderr.write('\nconvnet train: stopped without saving\n');
+      process.exit(130);
+    }
+    stopRequested = true;
+    process.stderr.write('\nconvnet train: stopping after this step and saving a checkpoint (Ctrl-C again to quit at once)\n');
+  };
+  process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigint);
+
+  const showBar = !v.quiet && process.stderr.isTTY === true;
+  const { SingleBar, Presets } = showBar ? (await import('cli-progress')).default : { SingleBar: null, Presets: null };
+  const bar = SingleBar && Presets
+    ? new SingleBar({
+        format: 'epoch {ep} [{bar}] {value}/{total} | loss {loss} | {ips} img/s | ETA {etaText}',
+        hideCursor: true,
+        clearOnComplete: true,
+        stream: process.stderr,
+      }, Presets.shades_classic)
+    : null;
+  let barEpoch = -1;
+  const t0 = performance.now();
+  console.log(`convnet train: ${config.model} width ${config.width}, ${towers} tower${towers > 1 ? 's' : ''} on ${devs.join(', ')}, ${config.epochs} epochs, batch ${config.batch}; writing to ${out}`);
+  try {
+    const result = await train(config, out, {
+      onStep: (p) => {
+        if (!bar) return;
+        if (p.epoch !== barEpoch) {
+          if (barEpoch >= 0) bar.stop();
+          barEpoch = p.epoch;
+          bar.start(p.batches, 0, { ep: `${p.epoch + 1}/${p.epochs}`, loss: '-', ips: '-', etaText: '?' });
+        }
+        const left = ((p.epochs - p.epoch) * p.batches - p.batch) * config.batch;
+        bar.update(p.batch, {
+          loss: p.loss.toFixed(4),
+          ips: p.imagesPerSecond ? p.imagesPerSecond.toFixed(0) : '-',
+          etaText: p.imagesPerSecond ? fmtTime(left / p.imagesPerSecond) : '?',
+        });
+      },
+      onEpoch: (r) => {
+        if (bar && barEpoch >= 0) {
+          bar.stop();
+          barEpoch = -1;
+        }
+        console.log(`epoch ${r.epoch}/${config.epochs}: train loss ${r.trainLoss?.toFixed(4)}, test loss ${r.testLoss?.toFixed(4)}, top-1 ${(100 * r.testTop1!).toFixed(2)}%, top-5 ${(100 * r.testTop5!).toFixed(2)}%, lr ${r.lr}, ${r.imagesPerSecond?.toFixed(0) ?? '?'} img/s, ${fmtTime(r.time)}`);
+      },
+      onMessage: (line) => {
+        if (bar && barEpoch >= 0) {
+          bar.stop();
+          barEpoch = -1;
+        }
+        console.log(line);
+      },
+      shouldStop: () => stopRequested,
+    }, resume);
+    bar?.stop();
+    const secs = (performance.now() - t0) / 1000;
+    if (result.status === 'stopped') {
+      console.log(`stopped after ${result.steps} steps (${fmtTime(secs)}); resume with: convnet train --resume ${result.checkpoint}`);
+      return 130;
+    }
+    const f = result.final;
+    console.log(`done: ${result.epochsDone} epochs in ${fmtTime(secs)}${f ? `; test top-1 ${(100 * f.testTop1).toFixed(2)}%, top-5 ${(100 * f.testTop5).toFixed(2)}%` : ''}`);
+    console.log(`report: ${path.join(out, 'report.html')}`);
+    return 0;
+  } finally {
+    bar?.stop();
+    process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigint);
+  }
+}
+
+async function evalCommand(args: string[]): Promise<number> {
+  const { values: v } = parse(EVAL_USAGE, args, {
+    checkpoint: { type: 'string' }, 'data-dir': { type: 'string' }, devices: { type: 'string' }, 'test-limit': { type: 'string' },
+  });
+  if (v.help) {
+    console.log(EVAL_USAGE);
+    return 0;
+  }
+  if (typeof v.checkpoint !== 'string') throw new UsageError(`--checkpoint is required\n\n${EVAL_USAGE}`);
+  if (!existsSync(v.checkpoint)) throw new UsageError(`--checkpoint: no such file '${v.checkpoint}'`);
+  const limit = number('test-limit', v['test-limit'] as string | undefined, 0, nonNegativeInt, 'a non-negative integer');
+  const { loadCheckpoint, evaluate } = await import('../train/trainer.js');
+  const { loadFashionMnist } = await import('../data/fashion-mnist.js');
+  const { BatchLoader } = await import('../data/loader.js');
+  const devs = typeof v.devices === 'string' ? v.devices.split(',').map((s) => s.trim()) : undefined;
+  const { model, state, opt } = await loadCheckpoint(v.checkpoint, devs);
+  try {
+    let test = await loadFashionMnist({ dataDir: (v['data-dir'] as string | undefined) ?? state.config.dataDir, split: 'test' });
+    if (limit && limit < test.count) {
+      const px = test.rows * test.cols;
+      test = { ...test, count: limit, images: test.images.subarray(0, limit * px), labels: test.labels.subarray(0, limit) };
+    }
+    const loader = new BatchLoader(test, { batchSize: 500, shuffle: false, normalize: state.normalization });
+    const r = await evaluate(model, loader, (devs ?? state.config.devices)[0]);
+    const epochs = state.records.filter((x) => x.kind === 'epoch').length;
+    console.log(`${v.checkpoint}: ${state.config.model} width ${state.config.width}, ${state.config.towers} tower(s), after ${epochs} epochs (${state.steps} steps)`);
+    console.log(`test (${test.count} images): top-1 ${(100 * r.top1).toFixed(2)}%, top-5 ${(100 * r.top5).toFixed(2)}%, loss ${r.loss.toFixed(4)}`);
+    return 0;
+  } finally {
+    for (const b of Object.values(opt.getState().buffers)) b.dispose();
+    model.dispose();
+  }
+}
+
+function benchCommand(args: string[]): number {
+  if (args.length === 0 || args[0] === '--help') {
+    console.log(BENCH_USAGE);
+    return args.length === 0 ? 2 : 0;
+  }
+  const main = path.join(root, 'bench', 'main.ts');
+  let tsx: string;
+  try {
+    tsx = createRequire(import.meta.url).resolve('tsx');
+  } catch {
+    throw new ConvnetError('convnet bench needs the development install (tsx, from `npm install` in a clone of the repository)');
+  }
+  if (!existsSync(main)) throw new ConvnetError(`convnet bench: ${main} is missing; run it from a clone of the repository`);
+  const r = spawnSync(process.execPath, ['--import', tsx, main, ...args], { stdio: 'inherit', cwd: root });
+  return r.status ?? 1;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     console.log(USAGE);
-    return cmd ? 0 : 1;
+    return cmd ? 0 : 2;
   }
-  if (cmd === 'info') {
-    if (rest.includes('--help')) {
-      console.log('usage: convnet info\n\nPrints the version, the build flags and the devices.');
+  switch (cmd) {
+    case 'info': {
+      const { values } = parse(INFO_USAGE, rest, {});
+      if (values.help) console.log(INFO_USAGE);
+      else info();
       return 0;
     }
-    if (rest.length) {
-      console.error(`convnet info: unknown option ${rest[0]}\n\n${USAGE}`);
-      return 2;
-    }
-    await info();
-    return 0;
+    case 'train':
+      return trainCommand(rest);
+    case 'eval':
+      return evalCommand(rest);
+    case 'bench':
+      return benchCommand(rest);
+    default:
+      throw new UsageError(`unknown command '${cmd}'\n\n${USAGE}`);
   }
-  console.error(`convnet: unknown command '${cmd}'\n\n${USAGE}`);
-  return 2;
 }
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (e: unknown) => {
-    console.error(`convnet: ${(e as Error).message}`);
+    if (e instanceof UsageError) {
+      console.error(`convnet: ${e.message}`);
+      process.exit(2);
+    }
+    if (process.env.CONVNET_DEBUG === '1') console.error(e);
+    else console.error(`convnet: ${(e as Error).message ?? String(e)}`);
     process.exit(1);
   },
 );
