@@ -23,8 +23,10 @@
 
 #include "core/cuda_check.h"
 #include "core/cuda_device.h"
+#include "core/cuda_launch.h"
 #include "ops/conv2d.h"
 #include "ops/gemm_cuda.h"
+#include "ops/op_args.h"
 #include "ops/registry.h"
 
 namespace cn {
@@ -33,19 +35,7 @@ namespace {
 constexpr int64_t kWorkspaceFloats = int64_t(64) << 20;  // 256 MiB
 constexpr int64_t kFilterSliceCols = 256;                // GEMM depth aimed at per slice
 
-float* P(const OpCall& c, size_t k) {
-  return k < c.t.size() && c.t[k] ? c.t[k]->as<float>() : nullptr;
-}
 
-Conv2dShape conv_shape(const OpCall& c) {
-  auto I = [&](size_t k) { return static_cast<int>(c.i[k]); };
-  Conv2dShape s;
-  s.N = I(0); s.C = I(1); s.H = I(2); s.W = I(3);
-  s.F = I(4); s.KH = I(5); s.KW = I(6);
-  s.sh = I(7); s.sw = I(8); s.ph = I(9); s.pw = I(10);
-  s.G = I(11); s.OH = I(12); s.OW = I(13);
-  return s;
-}
 
 // Sizes derived from the shape, 64-bit where products can pass 2^31.
 struct Geo {
@@ -72,9 +62,6 @@ Geo geo_of(const Conv2dShape& s) {
 
 int64_t round4(int64_t v) { return (v + 3) / 4 * 4; }
 
-unsigned grid_for(int64_t count) {
-  return static_cast<unsigned>(std::min<int64_t>((count + 255) / 256, 65535 * 32));
-}
 
 std::string where(const char* op, const CudaDevice* dev) {
   return std::string(op) + ": launching on " + dev->id();
@@ -242,7 +229,7 @@ void launch_im2col(CudaDevice* dev, const Conv2dShape& s, const Geo& g, const fl
                    int64_t cnt, int q, int64_t slice_stride, int64_t ld, const std::string& at) {
   const int64_t total = cnt * s.C * g.P;
   if (total <= 0) return;
-  im2col_kernel<<<grid_for(total), 256, 0, dev->stream()>>>(
+  im2col_kernel<<<blocks_for(total), kThreads, 0, dev->stream()>>>(
       x, col, cnt, s.C, s.H, s.W, s.KH, s.KW, s.sh, s.sw, s.ph, s.pw, s.OW, g.P, q, slice_stride,
       ld);
   CN_CUDA_CHECK(cudaGetLastError(), at);
@@ -261,8 +248,8 @@ void conv2d_forward_cuda_op(const OpCall& c) {
   auto* dev = static_cast<CudaDevice*>(c.device);
   const Conv2dShape s = conv_shape(c);
   const Geo g = geo_of(s);
-  float* y = P(c, 0);
-  const float *x = P(c, 1), *w = P(c, 2), *b = P(c, 3);
+  float* y = arg(c, 0);
+  const float *x = arg(c, 1), *w = arg(c, 2), *b = arg(c, 3);
   if (s.N <= 0 || s.F <= 0 || g.P <= 0) return;
   dev->activate();
   const std::string at = where("conv2d_forward", dev);
@@ -297,7 +284,7 @@ void conv2d_forward_cuda_op(const OpCall& c) {
   }
   if (b) {
     const int64_t total = int64_t(s.N) * g.ystride;
-    conv_bias_add_kernel<<<grid_for(total), 256, 0, st>>>(y, b, total, s.F, g.P);
+    conv_bias_add_kernel<<<blocks_for(total), kThreads, 0, st>>>(y, b, total, s.F, g.P);
     CN_CUDA_CHECK(cudaGetLastError(), at);
   }
 }
@@ -307,8 +294,8 @@ void conv2d_backward_data_cuda_op(const OpCall& c) {
   auto* dev = static_cast<CudaDevice*>(c.device);
   const Conv2dShape s = conv_shape(c);
   const Geo g = geo_of(s);
-  float* dx = P(c, 0);
-  const float *dy = P(c, 1), *w = P(c, 2);
+  float* dx = arg(c, 0);
+  const float *dy = arg(c, 1), *w = arg(c, 2);
   if (s.N <= 0 || g.xstride <= 0) return;
   dev->activate();
   const std::string at = where("conv2d_backward_data", dev);
@@ -341,7 +328,7 @@ void conv2d_backward_data_cuda_op(const OpCall& c) {
                                  cnt, at);
     }
     const int64_t total = cnt * g.xstride;
-    col2im_kernel<<<grid_for(total), 256, 0, st>>>(col, dx + n0 * g.xstride, cnt, s.C, s.H, s.W,
+    col2im_kernel<<<blocks_for(total), kThreads, 0, st>>>(col, dx + n0 * g.xstride, cnt, s.C, s.H, s.W,
                                                    s.KH, s.KW, s.sh, s.sw, s.ph, s.pw, s.OH,
                                                    s.OW, ld);
     CN_CUDA_CHECK(cudaGetLastError(), at);
@@ -353,8 +340,8 @@ void conv2d_backward_filter_cuda_op(const OpCall& c) {
   auto* dev = static_cast<CudaDevice*>(c.device);
   const Conv2dShape s = conv_shape(c);
   const Geo g = geo_of(s);
-  float *dw = P(c, 0), *db = P(c, 1);
-  const float *x = P(c, 2), *dy = P(c, 3);
+  float *dw = arg(c, 0), *db = arg(c, 1);
+  const float *x = arg(c, 2), *dy = arg(c, 3);
   if (g.wsize <= 0 && (!db || s.F <= 0)) return;
   dev->activate();
   const std::string at = where("conv2d_backward_filter", dev);
@@ -406,7 +393,7 @@ void conv2d_backward_filter_cuda_op(const OpCall& c) {
         dysp = dy + n0 * g.ystride;
       } else {
         const int64_t total = cnt * g.ystride;
-        gather_slices_kernel<<<grid_for(total), 256, 0, st>>>(dy + n0 * g.ystride, dys_ws, cnt,
+        gather_slices_kernel<<<blocks_for(total), kThreads, 0, st>>>(dy + n0 * g.ystride, dys_ws, cnt,
                                                               s.F, g.P, q, dys_ss, ld);
         CN_CUDA_CHECK(cudaGetLastError(), at);
         dysp = dys_ws;
@@ -432,7 +419,7 @@ void conv2d_backward_filter_cuda_op(const OpCall& c) {
         }
       }
       if (S > 1) {
-        sum_slices_kernel<<<grid_for(g.wsize), 256, 0, st>>>(partial, dw, g.wsize, S, !first);
+        sum_slices_kernel<<<blocks_for(g.wsize), kThreads, 0, st>>>(partial, dw, g.wsize, S, !first);
         CN_CUDA_CHECK(cudaGetLastError(), at);
       }
     }

@@ -17,32 +17,18 @@
 //     agree with the CPU to float32 rounding (a few ulp), not bit for bit.
 #include "core/cuda_check.h"
 #include "core/cuda_device.h"
+#include "core/cuda_launch.h"
 #include "ops/elementwise.h"
+#include "ops/op_args.h"
 #include "ops/registry.h"
 
 namespace cn {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535 * 32;
 
-unsigned blocks_for(int64_t n) {
-  int64_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(b < kMaxBlocks ? b : kMaxBlocks);
-}
 
-template <typename T = float>
-T* arg(const OpCall& c, size_t k) {
-  return k < c.t.size() && c.t[k] ? c.t[k]->as<T>() : nullptr;
-}
 
-__device__ __forceinline__ int64_t first_index() {
-  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
-__device__ __forceinline__ int64_t grid_stride() {
-  return static_cast<int64_t>(gridDim.x) * blockDim.x;
-}
 
 // randn: y[i] = mean + std * z_i, z_i ~ N(0, 1) from (seed, i). y [count].
 __global__ void randn_kernel(float* y, int64_t count, uint64_t seed, float mean, float std) {

@@ -3,27 +3,23 @@
 // 64-bit indices, so tensors past 2^31 elements are filled whole.
 #include "core/cuda_check.h"
 #include "core/cuda_device.h"
+#include "core/cuda_launch.h"
+#include "ops/op_args.h"
 #include "ops/registry.h"
 
 namespace cn {
 
 __global__ void fill_kernel(float* __restrict__ y, int64_t count, float value) {
-  int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count;
-       i += stride) {
-    y[i] = value;
-  }
+  for (int64_t i = first_index(); i < count; i += grid_stride()) y[i] = value;
 }
 
+// fill: [y] | [count] | [value]
 void fill_cuda_op(const OpCall& c) {
   auto* dev = static_cast<CudaDevice*>(c.device);
   int64_t count = c.i[0];
   if (count == 0) return;
   dev->activate();
-  int64_t blocks = (count + 255) / 256;
-  if (blocks > 65535 * 32) blocks = 65535 * 32;
-  fill_kernel<<<static_cast<unsigned>(blocks), 256, 0, dev->stream()>>>(
-      c.t[0]->as<float>(), count, static_cast<float>(c.f[0]));
+  fill_kernel<<<blocks_for(count), kThreads, 0, dev->stream()>>>(arg(c, 0), count, float_arg(c, 0));
   CN_CUDA_CHECK(cudaGetLastError(), "fill: launching on " + dev->id());
 }
 

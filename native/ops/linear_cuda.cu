@@ -9,20 +9,15 @@
 
 #include "core/cuda_check.h"
 #include "core/cuda_device.h"
+#include "core/cuda_launch.h"
 #include "ops/gemm_cuda.h"
+#include "ops/op_args.h"
 #include "ops/registry.h"
 
 namespace cn {
 namespace {
 
-float* P(const OpCall& c, size_t k) {
-  return k < c.t.size() && c.t[k] ? c.t[k]->as<float>() : nullptr;
-}
-int I(const OpCall& c, size_t k) { return static_cast<int>(c.i[k]); }
 
-unsigned grid_for(int64_t count) {
-  return static_cast<unsigned>(std::min<int64_t>((count + 255) / 256, 65535 * 32));
-}
 
 // y[n, m] = b[m] for n < N, m < M.
 // Thread mapping: a grid-stride loop over the N*M elements of y, one per thread per step,
@@ -69,15 +64,15 @@ std::string where(const char* op, const CudaDevice* dev) {
 // linear_forward: [y, x, w, b?] | [N, K, M] | []
 void linear_forward_cuda_op(const OpCall& c) {
   auto* dev = static_cast<CudaDevice*>(c.device);
-  const int N = I(c, 0), K = I(c, 1), M = I(c, 2);
-  float* y = P(c, 0);
-  const float *x = P(c, 1), *w = P(c, 2), *b = P(c, 3);
+  const int N = int_arg(c, 0), K = int_arg(c, 1), M = int_arg(c, 2);
+  float* y = arg(c, 0);
+  const float *x = arg(c, 1), *w = arg(c, 2), *b = arg(c, 3);
   if (N <= 0 || M <= 0) return;
   dev->activate();
   const std::string at = where("linear_forward", dev);
   if (b) {
     const int64_t total = static_cast<int64_t>(N) * M;
-    linear_bias_fill_kernel<<<grid_for(total), 256, 0, dev->stream()>>>(y, b, N, M);
+    linear_bias_fill_kernel<<<blocks_for(total), kThreads, 0, dev->stream()>>>(y, b, N, M);
     CN_CUDA_CHECK(cudaGetLastError(), at);
   }
   sgemm_cuda(dev->stream(), false, true, N, M, K, 1.0f, x, K, w, K, b ? 1.0f : 0.0f, y, M, at);
@@ -86,19 +81,19 @@ void linear_forward_cuda_op(const OpCall& c) {
 // linear_backward_data: [dx, dy, w] | [N, K, M] | []
 void linear_backward_data_cuda_op(const OpCall& c) {
   auto* dev = static_cast<CudaDevice*>(c.device);
-  const int N = I(c, 0), K = I(c, 1), M = I(c, 2);
+  const int N = int_arg(c, 0), K = int_arg(c, 1), M = int_arg(c, 2);
   if (N <= 0 || K <= 0) return;
   dev->activate();
-  sgemm_cuda(dev->stream(), false, false, N, K, M, 1.0f, P(c, 1), M, P(c, 2), K, 0.0f, P(c, 0),
+  sgemm_cuda(dev->stream(), false, false, N, K, M, 1.0f, arg(c, 1), M, arg(c, 2), K, 0.0f, arg(c, 0),
              K, where("linear_backward_data", dev));
 }
 
 // linear_backward_weight: [dw, db?, x, dy] | [N, K, M] | []
 void linear_backward_weight_cuda_op(const OpCall& c) {
   auto* dev = static_cast<CudaDevice*>(c.device);
-  const int N = I(c, 0), K = I(c, 1), M = I(c, 2);
-  float *dw = P(c, 0), *db = P(c, 1);
-  const float *x = P(c, 2), *dy = P(c, 3);
+  const int N = int_arg(c, 0), K = int_arg(c, 1), M = int_arg(c, 2);
+  float *dw = arg(c, 0), *db = arg(c, 1);
+  const float *x = arg(c, 2), *dy = arg(c, 3);
   if (M <= 0) return;
   dev->activate();
   const std::string at = where("linear_backward_weight", dev);

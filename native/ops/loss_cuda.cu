@@ -14,21 +14,17 @@
 
 #include "core/cuda_check.h"
 #include "core/cuda_device.h"
+#include "core/cuda_launch.h"
 #include "ops/loss.h"
+#include "ops/op_args.h"
 #include "ops/registry.h"
 
 namespace cn {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535 * 32;
 constexpr int kMaxRowBlocks = 65535;  // row kernel: blocks loop over rows beyond this
 
-template <typename T = float>
-T* arg(const OpCall& c, size_t k) {
-  return k < c.t.size() && c.t[k] ? c.t[k]->as<T>() : nullptr;
-}
 
 struct MaxOp {
   __device__ float operator()(float a, float b) const { return fmaxf(a, b); }

@@ -15,36 +15,19 @@
 
 #include "core/cuda_check.h"
 #include "core/cuda_device.h"
+#include "core/cuda_launch.h"
 #include "ops/lrn.h"
+#include "ops/op_args.h"
 #include "ops/registry.h"
 
 namespace cn {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535 * 32;
 constexpr int kDirectWindow = 16;  // as lrn_cpu.cc
 
-unsigned blocks_for(int64_t n) {
-  int64_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(b < kMaxBlocks ? b : kMaxBlocks);
-}
 
-template <typename T = float>
-T* arg(const OpCall& c, size_t k) {
-  return k < c.t.size() && c.t[k] ? c.t[k]->as<T>() : nullptr;
-}
 
-LrnShape lrn_shape(const OpCall& c) {
-  LrnShape s;
-  s.N = static_cast<int>(c.i[0]); s.C = static_cast<int>(c.i[1]);
-  s.H = static_cast<int>(c.i[2]); s.W = static_cast<int>(c.i[3]);
-  s.size = static_cast<int>(c.i[4]);
-  s.alpha = static_cast<float>(c.f[0]); s.beta = static_cast<float>(c.f[1]);
-  s.k = static_cast<float>(c.f[2]);
-  return s;
-}
 
 __device__ __forceinline__ float pow_neg_beta(float s, float beta) {
   if (beta == 0.75f && s > 0.0f && s <= FLT_MAX) return __fdiv_rn(__fsqrt_rn(__fsqrt_rn(s)), s);

@@ -5,6 +5,8 @@
 
 #include "core/cuda_check.h"
 #include "core/cuda_device.h"
+#include "core/cuda_launch.h"
+#include "ops/op_args.h"
 #include "ops/pool.h"
 #include "ops/registry.h"
 
@@ -12,28 +14,10 @@ namespace cn {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535 * 32;
 
-unsigned blocks_for(int64_t n) {
-  int64_t b = (n + kThreads - 1) / kThreads;
-  return static_cast<unsigned>(b < kMaxBlocks ? b : kMaxBlocks);
-}
 
-template <typename T = float>
-T* arg(const OpCall& c, size_t k) {
-  return k < c.t.size() && c.t[k] ? c.t[k]->as<T>() : nullptr;
-}
 
-int I(const OpCall& c, size_t k) { return static_cast<int>(c.i[k]); }
 
-Pool2dShape pool_shape(const OpCall& c) {
-  Pool2dShape s;
-  s.N = I(c, 0); s.C = I(c, 1); s.H = I(c, 2); s.W = I(c, 3);
-  s.KH = I(c, 4); s.KW = I(c, 5); s.sh = I(c, 6); s.sw = I(c, 7);
-  s.ph = I(c, 8); s.pw = I(c, 9); s.OH = I(c, 10); s.OW = I(c, 11);
-  return s;
-}
 
 // Forward. Thread mapping: a grid-stride loop over the N*C*OH*OW outputs, one output cell per
 // thread per step (flat index o = ((n*C + c)*OH + oh)*OW + ow, so a warp reads neighbouring

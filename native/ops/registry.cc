@@ -1,129 +1,97 @@
 // Binds each op's CPU (and, where it exists, CUDA) implementation to its argument list.
 //
 // Argument order, per op: tensors | ints | floats. Outputs come first among the tensors;
-// an optional tensor (a bias) is last and may be null.
+// an optional tensor (a bias or its gradient) may be null.
 #include "ops/registry.h"
 
 #include <cstring>
 
-#include "ops/conv2d.h"
 #include "ops/elementwise.h"
-#include "ops/lrn.h"
 #include "ops/loss.h"
-#include "ops/pool.h"
+#include "ops/op_args.h"
 
 namespace cn {
 
 namespace {
 
-template <typename T = float>
-T* P(const OpCall& c, size_t k) {
-  return k < c.t.size() && c.t[k] ? c.t[k]->as<T>() : nullptr;
-}
 ThreadPool* pool_of(const OpCall& c) { return c.device->pool(); }
-int I(const OpCall& c, size_t k) { return static_cast<int>(c.i[k]); }
-float F(const OpCall& c, size_t k) { return static_cast<float>(c.f[k]); }
-
-Conv2dShape conv_shape(const OpCall& c) {
-  Conv2dShape s;
-  s.N = I(c, 0); s.C = I(c, 1); s.H = I(c, 2); s.W = I(c, 3);
-  s.F = I(c, 4); s.KH = I(c, 5); s.KW = I(c, 6);
-  s.sh = I(c, 7); s.sw = I(c, 8); s.ph = I(c, 9); s.pw = I(c, 10);
-  s.G = I(c, 11); s.OH = I(c, 12); s.OW = I(c, 13);
-  return s;
-}
-
-Pool2dShape pool_shape(const OpCall& c) {
-  Pool2dShape s;
-  s.N = I(c, 0); s.C = I(c, 1); s.H = I(c, 2); s.W = I(c, 3);
-  s.KH = I(c, 4); s.KW = I(c, 5); s.sh = I(c, 6); s.sw = I(c, 7);
-  s.ph = I(c, 8); s.pw = I(c, 9); s.OH = I(c, 10); s.OW = I(c, 11);
-  return s;
-}
-
-LrnShape lrn_shape(const OpCall& c) {
-  LrnShape s;
-  s.N = I(c, 0); s.C = I(c, 1); s.H = I(c, 2); s.W = I(c, 3); s.size = I(c, 4);
-  s.alpha = F(c, 0); s.beta = F(c, 1); s.k = F(c, 2);
-  return s;
-}
 
 // fill: [y] | [count] | [value]
-void fill_op(const OpCall& c) { fill_cpu(pool_of(c), c.i[0], F(c, 0), P(c, 0)); }
+void fill_op(const OpCall& c) { fill_cpu(pool_of(c), c.i[0], float_arg(c, 0), arg(c, 0)); }
 // randn: [y] | [count, seed] | [mean, std]
 void randn_op(const OpCall& c) {
-  randn_cpu(pool_of(c), c.i[0], static_cast<uint64_t>(c.i[1]), F(c, 0), F(c, 1), P(c, 0));
+  randn_cpu(pool_of(c), c.i[0], static_cast<uint64_t>(c.i[1]), float_arg(c, 0), float_arg(c, 1), arg(c, 0));
 }
 // axpy: [y, x] | [count] | [alpha]      y += alpha * x
-void axpy_op(const OpCall& c) { axpy_cpu(pool_of(c), c.i[0], F(c, 0), P(c, 1), P(c, 0)); }
+void axpy_op(const OpCall& c) { axpy_cpu(pool_of(c), c.i[0], float_arg(c, 0), arg(c, 1), arg(c, 0)); }
 // copy_blocks: [dst, src] | [outer, inner, src_stride, src_offset, dst_stride, dst_offset] | []
 void copy_blocks_op(const OpCall& c) {
-  copy_blocks_cpu(pool_of(c), c.i[0], c.i[1], P(c, 1), c.i[2], c.i[3], P(c, 0), c.i[4], c.i[5]);
+  copy_blocks_cpu(pool_of(c), c.i[0], c.i[1], arg(c, 1), c.i[2], c.i[3], arg(c, 0), c.i[4], c.i[5]);
 }
 // relu_forward: [y, x] | [count] | []
-void relu_fwd_op(const OpCall& c) { relu_forward_cpu(pool_of(c), c.i[0], P(c, 1), P(c, 0)); }
+void relu_fwd_op(const OpCall& c) { relu_forward_cpu(pool_of(c), c.i[0], arg(c, 1), arg(c, 0)); }
 // relu_backward: [dx, x, dy] | [count] | []
 void relu_bwd_op(const OpCall& c) {
-  relu_backward_cpu(pool_of(c), c.i[0], P(c, 1), P(c, 2), P(c, 0));
+  relu_backward_cpu(pool_of(c), c.i[0], arg(c, 1), arg(c, 2), arg(c, 0));
 }
 // dropout (forward and backward are the same masking): [y, x] | [count, seed] | [p]
 void dropout_op(const OpCall& c) {
-  dropout_cpu(pool_of(c), c.i[0], static_cast<uint64_t>(c.i[1]), F(c, 0), P(c, 1), P(c, 0));
+  dropout_cpu(pool_of(c), c.i[0], static_cast<uint64_t>(c.i[1]), float_arg(c, 0), arg(c, 1), arg(c, 0));
 }
 // sgd: [w, g, v?] | [count] | [lr, momentum, weight_decay]
 void sgd_op(const OpCall& c) {
-  sgd_cpu(pool_of(c), c.i[0], F(c, 0), F(c, 1), F(c, 2), P(c, 0), P(c, 1), P(c, 2));
+  sgd_cpu(pool_of(c), c.i[0], float_arg(c, 0), float_arg(c, 1), float_arg(c, 2), arg(c, 0), arg(c, 1), arg(c, 2));
 }
 // conv2d_forward: [y, x, w, b?] | [N,C,H,W,F,KH,KW,sh,sw,ph,pw,G,OH,OW] | []
 void conv_fwd_op(const OpCall& c) {
-  conv2d_forward_cpu(pool_of(c), conv_shape(c), P(c, 1), P(c, 2), P(c, 3), P(c, 0));
+  conv2d_forward_cpu(pool_of(c), conv_shape(c), arg(c, 1), arg(c, 2), arg(c, 3), arg(c, 0));
 }
 // conv2d_backward_data: [dx, dy, w] | conv ints | []
 void conv_bwd_data_op(const OpCall& c) {
-  conv2d_backward_data_cpu(pool_of(c), conv_shape(c), P(c, 1), P(c, 2), P(c, 0));
+  conv2d_backward_data_cpu(pool_of(c), conv_shape(c), arg(c, 1), arg(c, 2), arg(c, 0));
 }
 // conv2d_backward_filter: [dw, db?, x, dy] | conv ints | []
 void conv_bwd_filter_op(const OpCall& c) {
-  conv2d_backward_filter_cpu(pool_of(c), conv_shape(c), P(c, 2), P(c, 3), P(c, 0), P(c, 1));
+  conv2d_backward_filter_cpu(pool_of(c), conv_shape(c), arg(c, 2), arg(c, 3), arg(c, 0), arg(c, 1));
 }
 // maxpool2d_forward: [y, idx(int32), x] | [N,C,H,W,KH,KW,sh,sw,ph,pw,OH,OW] | []
 void pool_fwd_op(const OpCall& c) {
-  maxpool2d_forward_cpu(pool_of(c), pool_shape(c), P(c, 2), P(c, 0), P<int32_t>(c, 1));
+  maxpool2d_forward_cpu(pool_of(c), pool_shape(c), arg(c, 2), arg(c, 0), arg<int32_t>(c, 1));
 }
 // maxpool2d_backward: [dx, dy, idx(int32)] | pool ints | []
 void pool_bwd_op(const OpCall& c) {
-  maxpool2d_backward_cpu(pool_of(c), pool_shape(c), P(c, 1), P<int32_t>(c, 2), P(c, 0));
+  maxpool2d_backward_cpu(pool_of(c), pool_shape(c), arg(c, 1), arg<int32_t>(c, 2), arg(c, 0));
 }
 // lrn_forward: [y, scale, x] | [N,C,H,W,size] | [alpha, beta, k]
 void lrn_fwd_op(const OpCall& c) {
-  lrn_forward_cpu(pool_of(c), lrn_shape(c), P(c, 2), P(c, 0), P(c, 1));
+  lrn_forward_cpu(pool_of(c), lrn_shape(c), arg(c, 2), arg(c, 0), arg(c, 1));
 }
 // lrn_backward: [dx, x, y, scale, dy] | [N,C,H,W,size] | [alpha, beta, k]
 void lrn_bwd_op(const OpCall& c) {
-  lrn_backward_cpu(pool_of(c), lrn_shape(c), P(c, 1), P(c, 2), P(c, 3), P(c, 4), P(c, 0));
+  lrn_backward_cpu(pool_of(c), lrn_shape(c), arg(c, 1), arg(c, 2), arg(c, 3), arg(c, 4), arg(c, 0));
 }
 // linear_forward: [y, x, w, b?] | [N, K, M] | []
 void linear_fwd_op(const OpCall& c) {
-  linear_forward_cpu(pool_of(c), I(c, 0), I(c, 1), I(c, 2), P(c, 1), P(c, 2), P(c, 3), P(c, 0));
+  linear_forward_cpu(pool_of(c), int_arg(c, 0), int_arg(c, 1), int_arg(c, 2), arg(c, 1), arg(c, 2), arg(c, 3), arg(c, 0));
 }
 // linear_backward_data: [dx, dy, w] | [N, K, M] | []
 void linear_bwd_data_op(const OpCall& c) {
-  linear_backward_data_cpu(pool_of(c), I(c, 0), I(c, 1), I(c, 2), P(c, 1), P(c, 2), P(c, 0));
+  linear_backward_data_cpu(pool_of(c), int_arg(c, 0), int_arg(c, 1), int_arg(c, 2), arg(c, 1), arg(c, 2), arg(c, 0));
 }
 // linear_backward_weight: [dw, db?, x, dy] | [N, K, M] | []
 void linear_bwd_weight_op(const OpCall& c) {
-  linear_backward_weight_cpu(pool_of(c), I(c, 0), I(c, 1), I(c, 2), P(c, 2), P(c, 3), P(c, 0),
-                             P(c, 1));
+  linear_backward_weight_cpu(pool_of(c), int_arg(c, 0), int_arg(c, 1), int_arg(c, 2), arg(c, 2), arg(c, 3), arg(c, 0),
+                             arg(c, 1));
 }
 // softmax_xent_forward: [loss(1), probs, logits, labels(int32)] | [N, M] | []
 void xent_fwd_op(const OpCall& c) {
-  softmax_xent_forward_cpu(pool_of(c), I(c, 0), I(c, 1), P(c, 2), P<int32_t>(c, 3), P(c, 1),
-                           P(c, 0));
+  softmax_xent_forward_cpu(pool_of(c), int_arg(c, 0), int_arg(c, 1), arg(c, 2), arg<int32_t>(c, 3), arg(c, 1),
+                           arg(c, 0));
 }
 // softmax_xent_backward: [dlogits, probs, labels(int32), gout(1)] | [N, M] | []
 void xent_bwd_op(const OpCall& c) {
-  softmax_xent_backward_cpu(pool_of(c), I(c, 0), I(c, 1), P(c, 1), P<int32_t>(c, 2), P(c, 3),
-                            P(c, 0));
+  softmax_xent_backward_cpu(pool_of(c), int_arg(c, 0), int_arg(c, 1), arg(c, 1), arg<int32_t>(c, 2), arg(c, 3),
+                            arg(c, 0));
 }
 
 #ifdef CONVNET_WITH_CUDA
