@@ -7,7 +7,7 @@ export default defineConfig({
     // checks that it ends with as many live tensors and bytes as it began with.
     pool: 'forks',
     maxWorkers: 2,
-    testTimeout: 120_000,
+    testTimeout: 600_000,
     hookTimeout: 120_000,
     execArgv: ['--expose-gc'],
     // Every op output starts as NaN, so unwritten elements fail the comparisons.

@@ -43,22 +43,23 @@ function cli(args: string[], opts: { timeout?: number } = {}) {
 describe('training', () => {
   it('a few hundred steps on a subset: the loss falls well below ln 10 and accuracy rises well above chance', async () => {
     const out = tmp();
-    const result = await train({ ...DEFAULT_CONFIG, width: 0.5, trainLimit: 12800, testLimit: 2000, epochs: 3 }, out);
+    const result = await train({ ...DEFAULT_CONFIG, width: 0.5, batch: 64, trainLimit: 9600, testLimit: 2000, epochs: 2 }, out);
     expect(result.status).toBe('done');
     expect(result.steps).toBe(300);
     const epochs = result.records.filter((r) => r.kind === 'epoch');
-    expect(epochs).toHaveLength(3);
-    expect(epochs[2].trainLoss!).toBeLessThan(0.8);
-    expect(result.final!.testTop1).toBeGreaterThan(0.7);
+    expect(epochs).toHaveLength(2);
+    expect(epochs[0].trainLoss!).toBeLessThan(Math.LN10);
+    expect(epochs[1].trainLoss!).toBeLessThan(1.0);
+    expect(result.final!.testTop1).toBeGreaterThan(0.65);
     expect(result.final!.testTop5).toBeGreaterThan(0.95);
     const lines = readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    expect(lines.filter((l) => l.kind === 'epoch')).toHaveLength(3);
+    expect(lines.filter((l) => l.kind === 'epoch')).toHaveLength(2);
     expect(lines.filter((l) => l.kind === 'step').length).toBe(300 / 50);
     expect(existsSync(path.join(out, 'checkpoint.safetensors'))).toBe(true);
     const html = readFileSync(path.join(out, 'report.html'), 'utf8');
     expect(html).toContain('<svg');
     expect(html).toContain('Test accuracy');
-    expect(html.match(/<tr><td>\d+<\/td>/g)).toHaveLength(3);
+    expect(html.match(/<tr><td>\d+<\/td>/g)).toHaveLength(2);
   });
 
   it('a run stopped mid-epoch and resumed ends exactly where an uninterrupted run does', async () => {
