@@ -12,9 +12,9 @@
 //     1/(1-p) is computed once on the host exactly as dropout_cpu does.
 //   - axpy spells its multiply and add as __fmul_rn/__fadd_rn so nvcc cannot fuse them into an
 //     FMA; the CPU (x86-64 baseline) also rounds twice, so the results agree exactly.
-//   - NOTE: inside the shared bodies nvcc contracts a*b+c into FMA (its default, and there is no
-//     pragma to stop it), and randn's logf/cosf are CUDA's, not glibc's: sgd and randn therefore
-//     agree with the CPU to float32 rounding (a few ulp), not bit for bit.
+//   - CMakeLists.txt compiles this file with -fmad=false, so nvcc does not contract a*b+c into
+//     an FMA inside the shared bodies either: sgd rounds like the CPU. randn's logf/cosf are
+//     CUDA's, not glibc's, so randn agrees with the CPU to float32 rounding, not bit for bit.
 #include "core/cuda_check.h"
 #include "core/cuda_device.h"
 #include "core/cuda_launch.h"

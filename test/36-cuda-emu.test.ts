@@ -1,0 +1,49 @@
+/**
+ * The CUDA kernels' logic, checked without a GPU: native/emu/build.sh compiles the unmodified
+ * native/ops/*_cuda.cu sources with g++ against a host emulation of the CUDA runtime (threads of
+ * a block as fibers, real barriers and warp shuffles, per-block poisoned shared memory), runs its
+ * self-test (the harness must catch injected mismatches, a missing __syncthreads, deadlocks,
+ * bad shuffles), then runs every op of the op table that has a CUDA launcher against its CPU
+ * implementation on random shapes with NaN-poisoned outputs. Every CUDA op of
+ * native/ops/registry.cc must come out 'ok'.
+ */
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { describe, expect, it } from 'vitest';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** The ops registry.cc binds a CUDA launcher to: `{"name", ..., CN_CUDA(name_cuda_op)}`. */
+function cudaOpsOfRegistry(): string[] {
+  const src = readFileSync(path.join(root, 'native', 'ops', 'registry.cc'), 'utf8');
+  const names: string[] = [];
+  for (const m of src.matchAll(/\{\s*"(\w+)"[^{}]*?CN_CUDA\(\s*\w+\s*\)\s*\}/g)) names.push(m[1]);
+  return names;
+}
+
+// The emulation runs a block's threads as ucontext fibers (glibc).
+describe.skipIf(process.platform !== 'linux')('CUDA kernels under the host emulation (native/emu)', () => {
+  it('build.sh: the self-test passes and every CUDA op matches the CPU', () => {
+    const ops = cudaOpsOfRegistry();
+    expect(ops.length, 'no CN_CUDA(...) entries found in native/ops/registry.cc').toBeGreaterThan(10);
+
+    const r = spawnSync('bash', [path.join(root, 'native', 'emu', 'build.sh')], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 600_000,
+      maxBuffer: 64 << 20,
+    });
+    const out = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+    const tail = out.split('\n').slice(-80).join('\n');
+    expect(r.error, `build.sh could not run: ${r.error?.message}`).toBeUndefined();
+    expect(r.status, `native/emu/build.sh exited with ${r.status} (signal ${r.signal}):\n${tail}`).toBe(0);
+    expect(out, tail).toMatch(/^self-test: passed$/m);
+    expect(out, tail).toMatch(/^PASSED: /m);
+    const missing = ops.filter((op) => !new RegExp(`^ok\\s+${op}\\s`, 'm').test(out));
+    expect(missing, `ops without an 'ok' line:\n${tail}`).toEqual([]);
+    expect(out, tail).not.toMatch(/^FAIL /m);
+  }, 660_000);
+});
