@@ -42,7 +42,7 @@ function niceTicks(lo: number, hi: number, count: number): number[] {
 
 /** An SVG line chart of the series, with axes, ticks and a legend. */
 export function lineChart(title: string, xLabel: string, series: Series[], yRange?: [number, number]): string {
-  const W = 640, H = 320, L = 56, R = 16, T = 32, B = 44;
+  const W = 640, H = 320, L = 56, R = 16, T = 48, B = 44;
   const all = series.flatMap((s) => s.points);
   if (all.length === 0) {
     return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="80" role="img"><text x="10" y="40" font-size="14">${escape(title)}: no data yet</text></svg>`;
@@ -76,9 +76,10 @@ export function lineChart(title: string, xLabel: string, series: Series[], yRang
     if (s.points.length < 40) {
       for (const p of s.points) parts.push(`<circle cx="${px(p[0]).toFixed(1)}" cy="${py(p[1]).toFixed(1)}" r="3" fill="${s.color}"/>`);
     }
-    const lx = L + 10 + k * 150;
-    parts.push(`<rect x="${lx}" y="${T + 4}" width="12" height="12" fill="${s.color}"/>`);
-    parts.push(`<text x="${lx + 16}" y="${T + 14}" font-size="12">${escape(s.name)}</text>`);
+    // The legend sits between the title and the plot, where no line can run under it.
+    const lx = L + k * 150;
+    parts.push(`<rect x="${lx}" y="${T - 20}" width="12" height="12" fill="${s.color}"/>`);
+    parts.push(`<text x="${lx + 16}" y="${T - 10}" font-size="12">${escape(s.name)}</text>`);
   });
   parts.push('</svg>');
   return parts.join('\n');
@@ -118,6 +119,7 @@ body { font-family: system-ui, sans-serif; margin: 24px; color: #222; max-width:
 table { border-collapse: collapse; margin: 12px 0; }
 td, th { border: 1px solid #ccc; padding: 4px 10px; text-align: right; }
 th { background: #f4f4f4; text-align: left; }
+#settings td { text-align: left; }
 .charts { display: flex; flex-wrap: wrap; gap: 16px; }
 </style>
 </head>
@@ -134,7 +136,7 @@ ${accChart}
 ${rows}
 </table>
 <h2>Settings</h2>
-<table>
+<table id="settings">
 ${settings}
 </table>
 </body>
