@@ -105,6 +105,9 @@ export function checkShape(op: string, arg: string, shape: readonly number[]): n
         `${op}: ${arg} must hold non-negative integer dimensions, received ${formatShape(shape)}`,
       );
     }
+    if (d > MAX_ELEMENTS) {
+      throw new ShapeError(`${op}: ${arg} dimensions must be at most 2^31-1, received ${formatShape(shape)}`);
+    }
     size *= d;
   }
   if (size > MAX_ELEMENTS) {

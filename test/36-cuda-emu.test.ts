@@ -16,11 +16,11 @@ import { describe, expect, it } from 'vitest';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
-/** The ops registry.cc binds a CUDA launcher to: `{"name", ..., CN_CUDA(name_cuda_op)}`. */
+/** The ops registry.cc binds a CUDA launcher to: `{"name", ..., CN_CUDA(name_cuda_op), name_check}`. */
 function cudaOpsOfRegistry(): string[] {
   const src = readFileSync(path.join(root, 'native', 'ops', 'registry.cc'), 'utf8');
   const names: string[] = [];
-  for (const m of src.matchAll(/\{\s*"(\w+)"[^{}]*?CN_CUDA\(\s*\w+\s*\)\s*\}/g)) names.push(m[1]);
+  for (const m of src.matchAll(/\{\s*"(\w+)"[^{}]*?CN_CUDA\(\s*\w+\s*\)\s*(?:,\s*\w+\s*)?\}/g)) names.push(m[1]);
   return names;
 }
 

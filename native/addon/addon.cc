@@ -7,6 +7,7 @@
 // the program forgot.
 #include <napi.h>
 
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -269,15 +270,22 @@ Napi::Value Launch(const Napi::CallbackInfo& info) {
     }
     if (!call.device) type_fail("launch: op '" + name + "' has no tensor");
     for (uint32_t k = 0; k < is.Length(); ++k) {
+      // Exact integers only, never narrowed: the op's check below bounds each one further.
       Napi::Value v = is.Get(k);
-      if (!v.IsNumber()) type_fail("launch: ints must be numbers");
-      call.i.push_back(v.As<Napi::Number>().Int64Value());
+      const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : NAN;
+      if (!(std::fabs(d) <= 9007199254740992.0) || d != std::trunc(d)) {
+        cn::fail(ErrorKind::Shape, name + ": integer argument " + std::to_string(k) +
+                                       " must be an integer of at most 2^53 in magnitude, received " +
+                                       (v.IsNumber() ? v.ToString().Utf8Value() : std::string("a non-number")));
+      }
+      call.i.push_back(static_cast<int64_t>(d));
     }
     for (uint32_t k = 0; k < fs.Length(); ++k) {
       Napi::Value v = fs.Get(k);
       if (!v.IsNumber()) type_fail("launch: floats must be numbers");
       call.f.push_back(v.As<Napi::Number>().DoubleValue());
     }
+    if (def->check) def->check(call);
     cn::OpFn fn = call.device->kind() == cn::DeviceKind::Cpu ? def->cpu : def->cuda;
     if (!fn)
       cn::fail(ErrorKind::Device, name + ": no CUDA kernel for this op yet on " +

@@ -63,7 +63,7 @@ void maxpool2d_forward_cpu(ThreadPool* pool, const Pool2dShape& s, const float* 
     const int H = s.H, W = s.W, KH = s.KH, KW = s.KW, sh = s.sh, sw = s.sw, ph = s.ph, pw = s.pw;
     const int OH = s.OH, OW = s.OW;
     // Columns [lo, hi) have windows that lie fully inside the input horizontally.
-    const int lo = std::min(OW, (pw + sw - 1) / sw);
+    const int lo = static_cast<int>(std::min<int64_t>(OW, (int64_t(pw) + sw - 1) / sw));
     const int hi = std::max(lo, W + pw - KW >= 0 ? std::min(OW, (W + pw - KW) / sw + 1) : 0);
     for (int64_t p = begin; p < end; ++p) {
       const float* __restrict xp = x + p * in_plane;

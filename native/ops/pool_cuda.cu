@@ -86,8 +86,9 @@ __global__ void maxpool2d_backward_kernel(Pool2dShape s, const float* __restrict
     const int64_t plane = t / s.H;
     // First window that still reaches the cell: oh*sh - ph + KH - 1 >= ih.
     const int hr = ih + s.ph - s.KH + 1, wr = iw + s.pw - s.KW + 1;
-    const int oh0 = hr <= 0 ? 0 : (hr + s.sh - 1) / s.sh;
-    const int ow0 = wr <= 0 ? 0 : (wr + s.sw - 1) / s.sw;
+    // Ceiling division in 64 bits: hr + sh - 1 can pass 2^31 for a large stride.
+    const int oh0 = hr <= 0 ? 0 : static_cast<int>((int64_t(hr) + s.sh - 1) / s.sh);
+    const int ow0 = wr <= 0 ? 0 : static_cast<int>((int64_t(wr) + s.sw - 1) / s.sw);
     // Last window that starts at or before the cell: oh*sh - ph <= ih.
     const int oh1 = min((ih + s.ph) / s.sh, s.OH - 1);
     const int ow1 = min((iw + s.pw) / s.sw, s.OW - 1);

@@ -5,10 +5,13 @@
 #include "ops/registry.h"
 
 #include <cstring>
+#include <initializer_list>
+#include <limits>
 
 #include "ops/elementwise.h"
 #include "ops/loss.h"
 #include "ops/op_args.h"
+#include "core/errors.h"
 
 namespace cn {
 
@@ -94,6 +97,258 @@ void xent_bwd_op(const OpCall& c) {
                             arg(c, 0));
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Argument guards (OpDef::check), run on the JS thread before an op is queued. TypeScript has
+// validated everything already; these make sure that nothing it missed can reach a kernel as a
+// narrowed integer, an inconsistent shape or a buffer smaller than the kernel will touch.
+
+constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+constexpr int64_t kSaturated = std::numeric_limits<int64_t>::max();
+
+// Product of non-negative factors, saturating at INT64_MAX instead of overflowing.
+int64_t product(std::initializer_list<int64_t> factors) {
+  int64_t p = 1;
+  for (int64_t f : factors) {
+    if (f == 0) return 0;
+    if (p > kSaturated / f) p = kSaturated;
+    else p *= f;
+  }
+  return p;
+}
+
+int64_t sum_sat(int64_t a, int64_t b) { return a > kSaturated - b ? kSaturated : a + b; }
+
+class Guard {
+ public:
+  // names: the op's integer arguments, comma-separated, in order (for messages).
+  Guard(const OpCall& c, const char* op, const char* names) : c_(c), op_(op) {
+    std::string cur;
+    for (const char* p = names; *p; ++p) {
+      if (*p == ',') {
+        names_.push_back(cur);
+        cur.clear();
+      } else {
+        cur += *p;
+      }
+    }
+    names_.push_back(cur);
+  }
+
+  // Integer argument k in [lo, hi].
+  int64_t get(size_t k, int64_t lo, int64_t hi) const {
+    const int64_t v = c_.i[k];
+    if (v < lo || v > hi) {
+      fail(ErrorKind::Shape, std::string(op_) + ": " + name(k) + " must be an integer in [" +
+                                 std::to_string(lo) + ", " + std::to_string(hi) + "], received " +
+                                 std::to_string(v));
+    }
+    return v;
+  }
+  int i32(size_t k, int64_t lo) const { return static_cast<int>(get(k, lo, kInt32Max)); }
+  int64_t i64(size_t k, int64_t lo) const { return get(k, lo, kSaturated); }
+
+  // A shape whose element count must stay within int32 (what the shape kernels index with).
+  int64_t elements(const char* what, std::initializer_list<int64_t> dims) const {
+    const int64_t n = product(dims);
+    if (n > kInt32Max) {
+      fail(ErrorKind::Shape, std::string(op_) + ": " + what + " would hold " + std::to_string(n) +
+                                 " elements, more than the limit of 2^31-1");
+    }
+    return n;
+  }
+
+  // Tensor t must be present (unless optional) and hold at least `count` 4-byte elements.
+  void holds(size_t t, const char* what, int64_t count, bool optional = false) const {
+    const bool present = t < c_.t.size() && c_.t[t];
+    if (!present) {
+      if (optional) return;
+      fail(ErrorKind::Shape, std::string(op_) + ": " + what + " is missing");
+    }
+    const int64_t need = product({count, 4});
+    if (static_cast<uint64_t>(need) > c_.t[t]->bytes) {
+      fail(ErrorKind::Shape, std::string(op_) + ": " + what + " holds " +
+                                 std::to_string(c_.t[t]->bytes) + " bytes but the arguments need " +
+                                 std::to_string(need));
+    }
+  }
+
+  [[noreturn]] void bad(const std::string& msg) const {
+    fail(ErrorKind::Shape, std::string(op_) + ": " + msg);
+  }
+
+ private:
+  std::string name(size_t k) const { return k < names_.size() ? names_[k] : "int " + std::to_string(k); }
+  const OpCall& c_;
+  const char* op_;
+  std::vector<std::string> names_;
+};
+
+// Element-wise ops: [count] first, every listed tensor holds count elements.
+template <int kTensors>
+void count_check(const OpCall& c, const char* op, const char* names, const char* const (&what)[kTensors],
+                 int optional_from = kTensors) {
+  Guard g(c, op, names);
+  const int64_t n = g.i64(0, 0);
+  for (int t = 0; t < kTensors; ++t) g.holds(t, what[t], n, t >= optional_from);
+}
+
+void fill_check(const OpCall& c) { count_check<1>(c, "fill", "count", {"y"}); }
+void randn_check(const OpCall& c) {
+  count_check<1>(c, "randn", "count,seed", {"y"});
+  Guard(c, "randn", "count,seed").i64(1, 0);
+}
+void axpy_check(const OpCall& c) { count_check<2>(c, "axpy", "count", {"y", "x"}); }
+void relu_fwd_check(const OpCall& c) { count_check<2>(c, "relu_forward", "count", {"y", "x"}); }
+void relu_bwd_check(const OpCall& c) { count_check<3>(c, "relu_backward", "count", {"dx", "x", "dy"}); }
+void dropout_check(const OpCall& c) {
+  count_check<2>(c, "dropout", "count,seed", {"y", "x"});
+  Guard(c, "dropout", "count,seed").i64(1, 0);
+}
+void sgd_check(const OpCall& c) { count_check<3>(c, "sgd", "count", {"w", "g", "v"}, 2); }
+
+void copy_blocks_check(const OpCall& c) {
+  Guard g(c, "copy_blocks", "outer,inner,src_stride,src_offset,dst_stride,dst_offset");
+  const int64_t outer = g.i64(0, 0), inner = g.i64(1, 0);
+  const int64_t ss = g.i64(2, 0), so = g.i64(3, 0), ds = g.i64(4, 0), dof = g.i64(5, 0);
+  if (outer == 0 || inner == 0) return;
+  // The last block ends at (outer-1)*stride + offset + inner.
+  g.holds(1, "src", sum_sat(sum_sat(product({outer - 1, ss}), so), inner));
+  g.holds(0, "dst", sum_sat(sum_sat(product({outer - 1, ds}), dof), inner));
+}
+
+// Output extent of a window op along one axis; requires the padded input to fit int32 and to
+// hold the window, and the caller's O to match the formula.
+int checked_extent(const Guard& g, const char* axis, int in, int k, int s, int p, int out) {
+  const int64_t padded = int64_t(in) + 2 * int64_t(p);
+  if (padded > kInt32Max) {
+    g.bad(std::string("padded ") + axis + " " + std::to_string(padded) + " exceeds 2^31-1");
+  }
+  if (k > padded) {
+    g.bad(std::string("kernel ") + axis + " " + std::to_string(k) + " exceeds the padded input " +
+          std::to_string(padded));
+  }
+  const int64_t expect = (padded - k) / s + 1;
+  if (out != expect) {
+    g.bad(std::string("output ") + axis + " must be " + std::to_string(expect) + ", received " +
+          std::to_string(out));
+  }
+  return out;
+}
+
+Conv2dShape conv_checked(const OpCall& c, const char* op) {
+  Guard g(c, op, "N,C,H,W,F,KH,KW,sh,sw,ph,pw,G,OH,OW");
+  Conv2dShape s;
+  s.N = g.i32(0, 0); s.C = g.i32(1, 0); s.H = g.i32(2, 0); s.W = g.i32(3, 0);
+  s.F = g.i32(4, 0); s.KH = g.i32(5, 1); s.KW = g.i32(6, 1);
+  s.sh = g.i32(7, 1); s.sw = g.i32(8, 1); s.ph = g.i32(9, 0); s.pw = g.i32(10, 0);
+  s.G = g.i32(11, 1); s.OH = g.i32(12, 0); s.OW = g.i32(13, 0);
+  if (s.C % s.G || s.F % s.G) {
+    g.bad("groups " + std::to_string(s.G) + " must divide C " + std::to_string(s.C) + " and F " +
+          std::to_string(s.F));
+  }
+  checked_extent(g, "height", s.H, s.KH, s.sh, s.ph, s.OH);
+  checked_extent(g, "width", s.W, s.KW, s.sw, s.pw, s.OW);
+  return s;
+}
+
+struct ConvSizes {
+  int64_t x, w, y;
+  int F;
+};
+ConvSizes conv_sizes(const OpCall& c, const char* op) {
+  const Conv2dShape s = conv_checked(c, op);
+  Guard g(c, op, "");
+  return {g.elements("x [N, C, H, W]", {s.N, s.C, s.H, s.W}),
+          g.elements("w [F, C/G, KH, KW]", {s.F, s.C / s.G, s.KH, s.KW}),
+          g.elements("y [N, F, OH, OW]", {s.N, s.F, s.OH, s.OW}), s.F};
+}
+
+void conv_fwd_check(const OpCall& c) {
+  const char* op = "conv2d_forward";
+  const ConvSizes z = conv_sizes(c, op);
+  Guard g(c, op, "");
+  g.holds(0, "y", z.y); g.holds(1, "x", z.x); g.holds(2, "w", z.w); g.holds(3, "b", z.F, true);
+}
+void conv_bwd_data_check(const OpCall& c) {
+  const char* op = "conv2d_backward_data";
+  const ConvSizes z = conv_sizes(c, op);
+  Guard g(c, op, "");
+  g.holds(0, "dx", z.x); g.holds(1, "dy", z.y); g.holds(2, "w", z.w);
+}
+void conv_bwd_filter_check(const OpCall& c) {
+  const char* op = "conv2d_backward_filter";
+  const ConvSizes z = conv_sizes(c, op);
+  Guard g(c, op, "");
+  g.holds(0, "dw", z.w); g.holds(1, "db", z.F, true); g.holds(2, "x", z.x); g.holds(3, "dy", z.y);
+}
+
+void pool_check(const OpCall& c, const char* op, bool forward) {
+  Guard g(c, op, "N,C,H,W,KH,KW,sh,sw,ph,pw,OH,OW");
+  const int N = g.i32(0, 0), C = g.i32(1, 0), H = g.i32(2, 0), W = g.i32(3, 0);
+  const int KH = g.i32(4, 1), KW = g.i32(5, 1), sh = g.i32(6, 1), sw = g.i32(7, 1);
+  const int ph = g.i32(8, 0), pw = g.i32(9, 0), OH = g.i32(10, 0), OW = g.i32(11, 0);
+  if (2 * int64_t(ph) > KH || 2 * int64_t(pw) > KW) g.bad("padding must be at most half the kernel");
+  checked_extent(g, "height", H, KH, sh, ph, OH);
+  checked_extent(g, "width", W, KW, sw, pw, OW);
+  const int64_t in = g.elements("x [N, C, H, W]", {N, C, H, W});
+  const int64_t out = g.elements("y [N, C, OH, OW]", {N, C, OH, OW});
+  if (forward) {
+    g.holds(0, "y", out); g.holds(1, "idx", out); g.holds(2, "x", in);
+  } else {
+    g.holds(0, "dx", in); g.holds(1, "dy", out); g.holds(2, "idx", out);
+  }
+}
+void pool_fwd_check(const OpCall& c) { pool_check(c, "maxpool2d_forward", true); }
+void pool_bwd_check(const OpCall& c) { pool_check(c, "maxpool2d_backward", false); }
+
+void lrn_check(const OpCall& c, const char* op, std::initializer_list<const char*> tensors) {
+  Guard g(c, op, "N,C,H,W,size");
+  const int64_t n = g.elements("x [N, C, H, W]", {g.i32(0, 0), g.i32(1, 0), g.i32(2, 0), g.i32(3, 0)});
+  g.i32(4, 1);
+  size_t t = 0;
+  for (const char* what : tensors) g.holds(t++, what, n);
+}
+void lrn_fwd_check(const OpCall& c) { lrn_check(c, "lrn_forward", {"y", "scale", "x"}); }
+void lrn_bwd_check(const OpCall& c) { lrn_check(c, "lrn_backward", {"dx", "x", "y", "scale", "dy"}); }
+
+struct LinearSizes {
+  int64_t x, w, y;
+  int M;
+};
+LinearSizes linear_sizes(const Guard& g) {
+  const int N = g.i32(0, 0), K = g.i32(1, 0), M = g.i32(2, 0);
+  return {g.elements("x [N, K]", {N, K}), g.elements("w [M, K]", {M, K}), g.elements("y [N, M]", {N, M}), M};
+}
+void linear_fwd_check(const OpCall& c) {
+  Guard g(c, "linear_forward", "N,K,M");
+  const LinearSizes z = linear_sizes(g);
+  g.holds(0, "y", z.y); g.holds(1, "x", z.x); g.holds(2, "w", z.w); g.holds(3, "b", z.M, true);
+}
+void linear_bwd_data_check(const OpCall& c) {
+  Guard g(c, "linear_backward_data", "N,K,M");
+  const LinearSizes z = linear_sizes(g);
+  g.holds(0, "dx", z.x); g.holds(1, "dy", z.y); g.holds(2, "w", z.w);
+}
+void linear_bwd_weight_check(const OpCall& c) {
+  Guard g(c, "linear_backward_weight", "N,K,M");
+  const LinearSizes z = linear_sizes(g);
+  g.holds(0, "dw", z.w); g.holds(1, "db", z.M, true); g.holds(2, "x", z.x); g.holds(3, "dy", z.y);
+}
+
+void xent_fwd_check(const OpCall& c) {
+  Guard g(c, "softmax_xent_forward", "N,M");
+  const int N = g.i32(0, 0), M = g.i32(1, 1);
+  const int64_t nm = g.elements("logits [N, M]", {N, M});
+  g.holds(0, "loss", 1); g.holds(1, "probs", nm); g.holds(2, "logits", nm); g.holds(3, "labels", N);
+}
+void xent_bwd_check(const OpCall& c) {
+  Guard g(c, "softmax_xent_backward", "N,M");
+  const int N = g.i32(0, 0), M = g.i32(1, 1);
+  const int64_t nm = g.elements("logits [N, M]", {N, M});
+  g.holds(0, "dlogits", nm); g.holds(1, "probs", nm); g.holds(2, "labels", N); g.holds(3, "gout", 1);
+}
+
 #ifdef CONVNET_WITH_CUDA
 #define CN_CUDA(fn) fn
 #else
@@ -101,28 +356,28 @@ void xent_bwd_op(const OpCall& c) {
 #endif
 
 const OpDef kOps[] = {
-    {"fill", 1, 1, 1, fill_op, CN_CUDA(fill_cuda_op)},
-    {"randn", 1, 2, 2, randn_op, CN_CUDA(randn_cuda_op)},
-    {"axpy", 2, 1, 1, axpy_op, CN_CUDA(axpy_cuda_op)},
-    {"copy_blocks", 2, 6, 0, copy_blocks_op, CN_CUDA(copy_blocks_cuda_op)},
-    {"relu_forward", 2, 1, 0, relu_fwd_op, CN_CUDA(relu_forward_cuda_op)},
-    {"relu_backward", 3, 1, 0, relu_bwd_op, CN_CUDA(relu_backward_cuda_op)},
-    {"dropout", 2, 2, 1, dropout_op, CN_CUDA(dropout_cuda_op)},
-    {"sgd", 3, 1, 3, sgd_op, CN_CUDA(sgd_cuda_op)},
-    {"conv2d_forward", 4, 14, 0, conv_fwd_op, CN_CUDA(conv2d_forward_cuda_op)},
-    {"conv2d_backward_data", 3, 14, 0, conv_bwd_data_op, CN_CUDA(conv2d_backward_data_cuda_op)},
+    {"fill", 1, 1, 1, fill_op, CN_CUDA(fill_cuda_op), fill_check},
+    {"randn", 1, 2, 2, randn_op, CN_CUDA(randn_cuda_op), randn_check},
+    {"axpy", 2, 1, 1, axpy_op, CN_CUDA(axpy_cuda_op), axpy_check},
+    {"copy_blocks", 2, 6, 0, copy_blocks_op, CN_CUDA(copy_blocks_cuda_op), copy_blocks_check},
+    {"relu_forward", 2, 1, 0, relu_fwd_op, CN_CUDA(relu_forward_cuda_op), relu_fwd_check},
+    {"relu_backward", 3, 1, 0, relu_bwd_op, CN_CUDA(relu_backward_cuda_op), relu_bwd_check},
+    {"dropout", 2, 2, 1, dropout_op, CN_CUDA(dropout_cuda_op), dropout_check},
+    {"sgd", 3, 1, 3, sgd_op, CN_CUDA(sgd_cuda_op), sgd_check},
+    {"conv2d_forward", 4, 14, 0, conv_fwd_op, CN_CUDA(conv2d_forward_cuda_op), conv_fwd_check},
+    {"conv2d_backward_data", 3, 14, 0, conv_bwd_data_op, CN_CUDA(conv2d_backward_data_cuda_op), conv_bwd_data_check},
     {"conv2d_backward_filter", 4, 14, 0, conv_bwd_filter_op,
-     CN_CUDA(conv2d_backward_filter_cuda_op)},
-    {"maxpool2d_forward", 3, 12, 0, pool_fwd_op, CN_CUDA(maxpool2d_forward_cuda_op)},
-    {"maxpool2d_backward", 3, 12, 0, pool_bwd_op, CN_CUDA(maxpool2d_backward_cuda_op)},
-    {"lrn_forward", 3, 5, 3, lrn_fwd_op, CN_CUDA(lrn_forward_cuda_op)},
-    {"lrn_backward", 5, 5, 3, lrn_bwd_op, CN_CUDA(lrn_backward_cuda_op)},
-    {"linear_forward", 4, 3, 0, linear_fwd_op, CN_CUDA(linear_forward_cuda_op)},
-    {"linear_backward_data", 3, 3, 0, linear_bwd_data_op, CN_CUDA(linear_backward_data_cuda_op)},
+     CN_CUDA(conv2d_backward_filter_cuda_op), conv_bwd_filter_check},
+    {"maxpool2d_forward", 3, 12, 0, pool_fwd_op, CN_CUDA(maxpool2d_forward_cuda_op), pool_fwd_check},
+    {"maxpool2d_backward", 3, 12, 0, pool_bwd_op, CN_CUDA(maxpool2d_backward_cuda_op), pool_bwd_check},
+    {"lrn_forward", 3, 5, 3, lrn_fwd_op, CN_CUDA(lrn_forward_cuda_op), lrn_fwd_check},
+    {"lrn_backward", 5, 5, 3, lrn_bwd_op, CN_CUDA(lrn_backward_cuda_op), lrn_bwd_check},
+    {"linear_forward", 4, 3, 0, linear_fwd_op, CN_CUDA(linear_forward_cuda_op), linear_fwd_check},
+    {"linear_backward_data", 3, 3, 0, linear_bwd_data_op, CN_CUDA(linear_backward_data_cuda_op), linear_bwd_data_check},
     {"linear_backward_weight", 4, 3, 0, linear_bwd_weight_op,
-     CN_CUDA(linear_backward_weight_cuda_op)},
-    {"softmax_xent_forward", 4, 2, 0, xent_fwd_op, CN_CUDA(softmax_xent_forward_cuda_op)},
-    {"softmax_xent_backward", 4, 2, 0, xent_bwd_op, CN_CUDA(softmax_xent_backward_cuda_op)},
+     CN_CUDA(linear_backward_weight_cuda_op), linear_bwd_weight_check},
+    {"softmax_xent_forward", 4, 2, 0, xent_fwd_op, CN_CUDA(softmax_xent_forward_cuda_op), xent_fwd_check},
+    {"softmax_xent_backward", 4, 2, 0, xent_bwd_op, CN_CUDA(softmax_xent_backward_cuda_op), xent_bwd_check},
 };
 
 }  // namespace

@@ -25,6 +25,11 @@ struct OpDef {
   int tensors, ints, floats;  // exact counts the call must carry
   OpFn cpu;
   OpFn cuda;
+  // Runs on the JS thread before the op is queued: every integer argument within the range
+  // its kernels compute in (int32 for shapes, int64 for counts), shapes consistent with each
+  // other, and every tensor's storage large enough for what the kernels will touch. Throws a
+  // ShapeError instead of letting a narrowed or inconsistent value reach a kernel.
+  OpFn check;
 };
 
 // Null when there is no op of that name.

@@ -8,7 +8,7 @@ import { needsGrad, record, save } from '../autograd.js';
 import { ShapeError } from '../errors.js';
 import { checkShape, formatShape, Tensor } from '../tensor.js';
 import { launch } from './launch.js';
-import { describe, expectRank, expectTensor, intPair, isInt, sameDevice } from './validate.js';
+import { expectRank, expectTensor, intOption, intPair, paddedExtents, sameDevice } from './validate.js';
 
 export interface Conv2dOptions {
   stride?: number | [number, number];
@@ -27,11 +27,9 @@ export function conv2dPlan(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dO
   const device = sameDevice(op, [['x', x], ['w', w], ['b', b]]);
   const [sh, sw] = intPair(op, 'stride', opts.stride, 1, [1, 1]);
   const [ph, pw] = intPair(op, 'padding', opts.padding, 0, [0, 0]);
-  const groups = opts.groups ?? 1;
-  if (!isInt(groups) || groups < 1) {
-    throw new ShapeError(`${op}: groups must be a positive integer, received ${describe(groups)}`);
-  }
+  const groups = intOption(op, 'groups', opts.groups ?? 1, 1);
   const [N, C, H, W] = x.shape;
+  paddedExtents(op, H, W, ph, pw);
   const [F, Cg, KH, KW] = w.shape;
   if (C % groups !== 0) {
     throw new ShapeError(`${op}: x channels (C = ${C}) must be divisible by groups (${groups}), received x ${formatShape(x.shape)}`);

@@ -7,7 +7,7 @@ import { needsGrad, record, save } from '../autograd.js';
 import { ShapeError } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { launch } from './launch.js';
-import { describe, expectRank, expectTensor, finiteNumber, isInt } from './validate.js';
+import { expectRank, expectTensor, finiteNumber, intOption } from './validate.js';
 
 export interface LrnOptions {
   size: number;
@@ -23,8 +23,7 @@ export function lrn(x: Tensor, opts: LrnOptions): Tensor {
   const op = 'lrn';
   expectTensor(op, 'x', x);
   expectRank(op, 'x', x, 4, '[N, C, H, W]');
-  const size = opts?.size;
-  if (!isInt(size) || size < 1) throw new ShapeError(`${op}: size must be a positive integer, received ${describe(size)}`);
+  const size = intOption(op, 'size', opts?.size, 1);
   const alpha = finiteNumber(op, 'alpha', opts.alpha, 1e-4);
   const beta = finiteNumber(op, 'beta', opts.beta, 0.75);
   const k = finiteNumber(op, 'k', opts.k, 1);

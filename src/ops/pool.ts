@@ -6,7 +6,7 @@ import { needsGrad, record } from '../autograd.js';
 import { ShapeError } from '../errors.js';
 import { checkShape, formatShape, Tensor } from '../tensor.js';
 import { launch } from './launch.js';
-import { expectRank, expectTensor, intPair } from './validate.js';
+import { expectRank, expectTensor, intPair, paddedExtents } from './validate.js';
 
 export interface MaxPool2dOptions {
   kernel: number | [number, number];
@@ -28,6 +28,7 @@ export function maxPool2d(x: Tensor, opts: MaxPool2dOptions): Tensor {
     throw new ShapeError(`${op}: padding must be at most half the kernel (${KH}x${KW}), received [${ph}, ${pw}]`);
   }
   const [N, C, H, W] = x.shape;
+  paddedExtents(op, H, W, ph, pw);
   if (KH > H + 2 * ph || KW > W + 2 * pw) {
     throw new ShapeError(
       `${op}: kernel ${KH}x${KW} must fit the padded input ${H + 2 * ph}x${W + 2 * pw}, received x ${formatShape(x.shape)} with padding [${ph}, ${pw}]`,

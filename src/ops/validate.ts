@@ -52,14 +52,43 @@ export function isInt(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v);
 }
 
-/** A number or [h, w] pair of integers >= min (defaults to `fallback` when undefined). */
+/**
+ * The largest integer option or dimension the native kernels take: they compute shapes in
+ * 32-bit ints, so every integer that crosses into native code is checked against this here
+ * (and again by the native op guards, which throw rather than narrow).
+ */
+export const INT32_MAX = 2 ** 31 - 1;
+
+/** An integer option in [min, 2^31-1]. */
+export function intOption(op: string, arg: string, v: unknown, min: number): number {
+  const what = min > 0 ? 'a positive integer' : 'a non-negative integer';
+  if (!isInt(v) || v < min) throw new ShapeError(`${op}: ${arg} must be ${what}, received ${describe(v)}`);
+  if (v > INT32_MAX) throw new ShapeError(`${op}: ${arg} must be at most 2^31-1 = ${INT32_MAX}, received ${describe(v)}`);
+  return v;
+}
+
+/** A number or [h, w] pair of integers in [min, 2^31-1] (defaults to `fallback` when undefined). */
 export function intPair(op: string, arg: string, v: unknown, min: number, fallback: [number, number]): [number, number] {
   if (v === undefined) return fallback;
   const what = min > 0 ? 'a positive integer' : 'a non-negative integer';
   const ok = (x: unknown) => isInt(x) && x >= min;
-  if (ok(v)) return [v as number, v as number];
-  if (Array.isArray(v) && v.length === 2 && ok(v[0]) && ok(v[1])) return [v[0], v[1]];
-  throw new ShapeError(`${op}: ${arg} must be ${what} or an [h, w] pair of them, received ${describe(v)}`);
+  let pair: [number, number] | null = null;
+  if (ok(v)) pair = [v as number, v as number];
+  else if (Array.isArray(v) && v.length === 2 && ok(v[0]) && ok(v[1])) pair = [v[0], v[1]];
+  if (!pair) throw new ShapeError(`${op}: ${arg} must be ${what} or an [h, w] pair of them, received ${describe(v)}`);
+  if (pair[0] > INT32_MAX || pair[1] > INT32_MAX) {
+    throw new ShapeError(`${op}: ${arg} must be at most 2^31-1 = ${INT32_MAX}, received ${describe(v)}`);
+  }
+  return pair;
+}
+
+/** The input extent plus padding on both sides must stay a 32-bit int for the kernels. */
+export function paddedExtents(op: string, H: number, W: number, ph: number, pw: number): void {
+  if (H + 2 * ph > INT32_MAX || W + 2 * pw > INT32_MAX) {
+    throw new ShapeError(
+      `${op}: the padded input ${H + 2 * ph}x${W + 2 * pw} must be at most 2^31-1 = ${INT32_MAX} along each axis, received input ${H}x${W} with padding [${ph}, ${pw}]`,
+    );
+  }
 }
 
 export function finiteNumber(op: string, arg: string, v: unknown, fallback?: number): number {
