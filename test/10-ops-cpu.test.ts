@@ -59,6 +59,34 @@ describe('relu', () => {
   });
 });
 
+describe('NaN propagates as in PyTorch', () => {
+  it('relu keeps NaN, and its gradient passes through a NaN input', async () => {
+    const x = cn.tensor([NaN, -1, 2, -Infinity, Infinity], [5], { requiresGrad: true });
+    const y = cn.relu(x);
+    const g = cn.tensor([5, 6, 7, 8, 9], [5]);
+    expect(Array.from(await y.data())).toEqual([NaN, 0, 2, 0, Infinity]);
+    y.backward(g);
+    expect(await values(x.grad!)).toEqual([5, 0, 7, 0, 9]);
+    for (const t of [x, y, g]) t.dispose();
+  });
+
+  it('a NaN in a max-pool window wins it; windows without one are untouched', async () => {
+    const x = cn.tensor([1, NaN, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16], [1, 1, 4, 4]);
+    expect(await values(cn.maxPool2d(x, { kernel: 2 }))).toEqual([NaN, 8, 14, 16]);
+    x.dispose();
+  });
+
+  it('lrn and softmax cross-entropy carry NaN to their outputs', async () => {
+    const x = cn.tensor([1, NaN, 3, 4], [1, 4, 1, 1]);
+    const y = await values(cn.lrn(x, { size: 3 }));
+    expect(y.map(Number.isNaN)).toEqual([true, true, true, false]);
+    const z = cn.tensor([0, NaN, 1, 1, 2, 3], [2, 3]);
+    expect(Number.isNaN((await values(cn.softmaxCrossEntropy(z, [0, 1])))[0])).toBe(true);
+    x.dispose();
+    z.dispose();
+  });
+});
+
 describe('maxPool2d', () => {
   it('matches the reference with overlap, stride and padding', async () => {
     for (const p of [

@@ -91,9 +91,18 @@ describe('tensor construction', () => {
     expectError(() => cn.tensor([1, 2], [1.5, 2]), ShapeError, 'tensor: shape must hold non-negative integer dimensions, received [1.5, 2]');
     expectError(() => cn.randn([NaN], { seed: 1 }), ShapeError, 'randn: shape must hold non-negative integer dimensions, received [NaN]');
   });
+  it('int32 data that is not already a 32-bit integer, from any array', () => {
+    const msg = (v: string) => `tensor: data[0] must be a 32-bit integer for dtype int32, received ${v}`;
+    expectError(() => cn.tensor(new Float32Array([NaN, 1e10, 2.7]), [3], { dtype: 'int32' }), ShapeError, msg('NaN'));
+    expectError(() => cn.tensor(new Float32Array([1e10]), [1], { dtype: 'int32' }), ShapeError, msg('10000000000'));
+    expectError(() => cn.tensor(new Float32Array([2.5]), [1], { dtype: 'int32' }), ShapeError, msg('2.5'));
+    expectError(() => cn.tensor([2 ** 31], [1], { dtype: 'int32' }), ShapeError, msg('2147483648'));
+    expectError(() => cn.full([2], 2 ** 32, { dtype: 'int32' }), ShapeError, 'full: value must be a 32-bit integer for dtype int32, received 4294967296');
+  });
   it('a shape past 2^31-1 elements', () => {
     expectError(() => cn.zeros([65536, 32768]), ShapeError, 'zeros: shape [65536, 32768] has 2147483648 elements, more than the limit of 2^31-1');
-    expectError(() => cn.full([2 ** 31], 1), ShapeError, 'full: shape [2147483648] has 2147483648 elements, more than the limit of 2^31-1');
+    expectError(() => cn.full([2 ** 31], 1), ShapeError, 'full: shape dimensions must be at most 2^31-1, received [2147483648]');
+    expectError(() => cn.zeros([0, 2 ** 32]), ShapeError, 'zeros: shape dimensions must be at most 2^31-1, received [0, 4294967296]');
   });
   it('an op whose output would pass 2^31-1 elements', () => {
     const x = cn.zeros([65536, 1, 1, 1]);

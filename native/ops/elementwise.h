@@ -1,7 +1,7 @@
 // Element-wise ops. Each element body is one __host__ __device__ function shared by the CPU
 // loop and the CUDA kernel, so both devices compute the same float operations in the same order.
 //
-//   relu:     y = x > 0 ? x : 0                    dx = x > 0 ? dy : 0 (gradient 0 at x == 0)
+//   relu:     y = x > 0 ? x : 0, NaN stays NaN     dx = x <= 0 ? 0 : dy (gradient 0 at x == 0)
 //   dropout:  y = keep(seed, i) ? x / (1 - p) : 0   dx = keep(seed, i) ? dy / (1 - p) : 0
 //   axpy:     y += alpha * x
 //   sgd:      v = momentum * v + (g + wd * w);  w -= lr * v   (momentum 0: w -= lr * (g + wd * w))
@@ -17,8 +17,9 @@
 
 namespace cn {
 
-CN_HD float relu_fwd_elem(float x) { return x > 0.f ? x : 0.f; }
-CN_HD float relu_bwd_elem(float x, float dy) { return x > 0.f ? dy : 0.f; }
+// NaN propagates as in PyTorch: relu(NaN) = NaN, and its gradient passes dy through.
+CN_HD float relu_fwd_elem(float x) { return (x > 0.f || x != x) ? x : 0.f; }
+CN_HD float relu_bwd_elem(float x, float dy) { return x <= 0.f ? 0.f : dy; }
 
 CN_HD float dropout_elem(float x, uint64_t seed, uint64_t i, float p, float scale) {
   return dropout_keep(seed, i, p) ? x * scale : 0.f;

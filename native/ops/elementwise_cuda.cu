@@ -57,12 +57,12 @@ __global__ void copy_blocks_kernel(float* dst, const float* src, int64_t outer, 
   }
 }
 
-// relu forward: y[i] = x[i] > 0 ? x[i] : 0. x, y [count].
+// relu forward: y[i] = x[i] > 0 ? x[i] : 0 (NaN stays NaN). x, y [count].
 __global__ void relu_forward_kernel(float* y, const float* x, int64_t count) {
   for (int64_t i = first_index(); i < count; i += grid_stride()) y[i] = relu_fwd_elem(x[i]);
 }
 
-// relu backward: dx[i] = x[i] > 0 ? dy[i] : 0 (dx overwritten). x, dy, dx [count].
+// relu backward: dx[i] = x[i] <= 0 ? 0 : dy[i] (dx overwritten). x, dy, dx [count].
 __global__ void relu_backward_kernel(float* dx, const float* x, const float* dy, int64_t count) {
   for (int64_t i = first_index(); i < count; i += grid_stride())
     dx[i] = relu_bwd_elem(x[i], dy[i]);

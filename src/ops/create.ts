@@ -36,6 +36,19 @@ function filled(t: Tensor, write: () => void): Tensor {
   return t;
 }
 
+/**
+ * Conversion to int32 never rounds, wraps or turns NaN into 0: every value must already be an
+ * integer in [-2^31, 2^31), whichever array it comes from.
+ */
+function checkInt32(op: string, data: ArrayLike<unknown>): void {
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (!Number.isInteger(v) || (v as number) < -(2 ** 31) || (v as number) >= 2 ** 31) {
+      throw new ShapeError(`${op}: data[${i}] must be a 32-bit integer for dtype int32, received ${describe(v)}`);
+    }
+  }
+}
+
 /** A tensor holding a copy of `data` (row-major) with the given shape. */
 export function tensor(data: Float32Array | Int32Array | readonly number[], shape: readonly number[],
                        opts: CreateOptions = {}): Tensor {
@@ -44,6 +57,7 @@ export function tensor(data: Float32Array | Int32Array | readonly number[], shap
   let typed: Float32Array | Int32Array;
   if (data instanceof Float32Array) {
     dtype = dtypeOf('tensor', opts.dtype, 'float32');
+    if (dtype === 'int32') checkInt32('tensor', data);
     typed = dtype === 'float32' ? data : Int32Array.from(data);
   } else if (data instanceof Int32Array) {
     dtype = dtypeOf('tensor', opts.dtype, 'int32');
@@ -51,10 +65,7 @@ export function tensor(data: Float32Array | Int32Array | readonly number[], shap
   } else if (Array.isArray(data)) {
     dtype = dtypeOf('tensor', opts.dtype, 'float32');
     if (dtype === 'int32') {
-      const bad = data.findIndex((v) => !Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31);
-      if (bad >= 0) {
-        throw new ShapeError(`tensor: data[${bad}] must be a 32-bit integer for dtype int32, received ${describe(data[bad])}`);
-      }
+      checkInt32('tensor', data);
       typed = Int32Array.from(data);
     } else {
       const bad = data.findIndex((v) => typeof v !== 'number');
@@ -76,8 +87,8 @@ export function full(shape: readonly number[], value: number, opts: CreateOption
   checkShape('full', 'shape', shape);
   const dtype = dtypeOf('full', opts.dtype, 'float32');
   finiteNumber('full', 'value', value);
-  if (dtype === 'int32' && !Number.isInteger(value)) {
-    throw new ShapeError(`full: value must be an integer for dtype int32, received ${value}`);
+  if (dtype === 'int32' && !(Number.isInteger(value) && value >= -(2 ** 31) && value < 2 ** 31)) {
+    throw new ShapeError(`full: value must be a 32-bit integer for dtype int32, received ${value}`);
   }
   const t = leaf('full', shape, dtype, opts);
   return filled(t, () => {
