@@ -26,7 +26,19 @@ const napi_type_tag kStorageTag = {0x6e3b1f0a9c2d4e57ULL, 0xa1c4b2d3e5f60718ULL}
 
 struct Handle {
   cn::StoragePtr storage;
+  // Bytes reported to V8 as external memory for this handle (its storage's size while it holds
+  // it), so that the garbage collector sees what a forgotten tensor costs and runs in time.
+  int64_t reported = 0;
 };
+
+// Drops the handle's storage reference and takes its bytes back from V8's external count.
+void drop(Napi::Env env, Handle* h) {
+  h->storage.reset();
+  if (h->reported) {
+    Napi::MemoryManagement::AdjustExternalMemory(env, -h->reported);
+    h->reported = 0;
+  }
+}
 
 Napi::Error to_js(Napi::Env env, const std::string& cls, const std::string& msg,
                   const Error* detail) {
@@ -138,10 +150,16 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
     double bytes = arg_number(info, 1, "bytes");
     if (!(bytes >= 0) || bytes > 9.0e18) type_fail("bytes must be a non-negative size");
     cn::Device* dev = cn::get_device(id);
-    auto* h = new Handle{dev->allocate(static_cast<size_t>(bytes))};
-    Napi::External<Handle> ext =
-        Napi::External<Handle>::New(env, h, [](Napi::Env, Handle* p) { delete p; });
+    auto h = std::make_unique<Handle>();
+    h->storage = dev->allocate(static_cast<size_t>(bytes));
+    Napi::External<Handle> ext = Napi::External<Handle>::New(env, h.get(), [](Napi::Env e, Handle* p) {
+      drop(e, p);
+      delete p;
+    });
+    Handle* owned = h.release();
     napi_type_tag_object(env, ext, &kStorageTag);
+    owned->reported = static_cast<int64_t>(bytes);
+    Napi::MemoryManagement::AdjustExternalMemory(env, owned->reported);
     return ext;
   });
 }
@@ -149,7 +167,7 @@ Napi::Value Alloc(const Napi::CallbackInfo& info) {
 // release(handle): drops the handle's reference now; harmless when already released.
 Napi::Value Release(const Napi::CallbackInfo& info) {
   return guarded(info, [&](Napi::Env env) -> Napi::Value {
-    as_handle(info[0])->storage.reset();
+    drop(env, as_handle(info[0]));
     return env.Undefined();
   });
 }
