@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { native } from './native.js';
+import { addonOrigin, native, type AddonSource } from './native.js';
 
 export interface DeviceInfo {
   /** 'cpu:0', 'cpu:1', ..., 'cuda:0', ... */
@@ -32,6 +32,8 @@ export interface BuildInfo {
   version: string;
   /** The native ops and whether each has a CUDA kernel in this build. */
   ops: { name: string; cuda: boolean }[];
+  /** The addon file in use and how it was made: built from source here, prebuilt, or CONVNET_ADDON. */
+  addon: { path: string; source: AddonSource };
 }
 
 let version: string | undefined;
@@ -51,7 +53,7 @@ function packageVersion(): string {
 
 export function buildInfo(): BuildInfo {
   const b = native.buildInfo();
-  return { ...b, cudnn: 'not linked', version: packageVersion() };
+  return { ...b, cudnn: 'not linked', version: packageVersion(), addon: { ...addonOrigin } };
 }
 
 /** Waits until every op queued on the device so far has run; rethrows a deferred device error. */

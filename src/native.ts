@@ -40,23 +40,37 @@ export interface NativeAddon {
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 
-/** Where the addon may be: next to the sources (src/ or dist/) in this package's build folder. */
-function candidates(): string[] {
-  const list: string[] = [];
-  if (process.env.CONVNET_ADDON) list.push(path.resolve(process.env.CONVNET_ADDON));
+/** How the loaded addon came to be: CONVNET_ADDON, built from source here, or prebuilt. */
+export type AddonSource = 'CONVNET_ADDON' | 'source' | 'prebuilt';
+
+/**
+ * Where the addon may be, in order: CONVNET_ADDON; this package's build folder (a build from
+ * source on this machine, next to src/ or dist/); the prebuilt binary for this platform that a
+ * packed package carries in prebuilds/<platform>-<arch>/.
+ */
+function candidates(): [string, AddonSource][] {
+  const list: [string, AddonSource][] = [];
+  if (process.env.CONVNET_ADDON) list.push([path.resolve(process.env.CONVNET_ADDON), 'CONVNET_ADDON']);
+  for (const up of ['..', '../..']) list.push([path.resolve(here, up, 'build', 'Release', 'convnet.node'), 'source']);
   for (const up of ['..', '../..']) {
-    list.push(path.resolve(here, up, 'build', 'Release', 'convnet.node'));
+    list.push([path.resolve(here, up, 'prebuilds', `${process.platform}-${process.arch}`, 'convnet.node'), 'prebuilt']);
   }
   return list;
 }
 
+/** The file the addon was loaded from and how it was made (see `buildInfo().addon`). */
+export const addonOrigin: { path: string; source: AddonSource } = { path: '', source: 'source' };
+
 function load(): NativeAddon {
   const require = createRequire(import.meta.url);
   const tried = candidates();
-  for (const file of tried) {
+  for (const [file, source] of tried) {
     if (!existsSync(file)) continue;
     try {
-      return require(file) as NativeAddon;
+      const addon = require(file) as NativeAddon;
+      addonOrigin.path = file;
+      addonOrigin.source = source;
+      return addon;
     } catch (e) {
       throw new Error(
         `convnet-cuda: the native addon at ${file} exists but failed to load: ${(e as Error).message}\n` +
@@ -65,8 +79,9 @@ function load(): NativeAddon {
     }
   }
   throw new Error(
-    `convnet-cuda: the native addon is not built. Looked for:\n  ${tried.join('\n  ')}\n` +
-      'Run `npm install` (it builds the addon with cmake-js; needs cmake and a C++17 compiler), ' +
+    `convnet-cuda: the native addon is not built and no prebuilt binary fits ${process.platform}-${process.arch}. Looked for:\n  ${tried.map(([f]) => f).join('\n  ')}\n` +
+      'Build it from source with `npm rebuild convnet-cuda --allow-scripts=convnet-cuda` in your project ' +
+      '(or `npm install` in a clone; needs cmake and a C++17 compiler, plus nvcc for CUDA), ' +
       'or set CONVNET_ADDON to the path of convnet.node.',
   );
 }

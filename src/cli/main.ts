@@ -109,6 +109,8 @@ function info(): void {
   const b = buildInfo();
   console.log(`convnet-cuda ${b.version}`);
   console.log(`node ${process.version} on ${process.platform}-${process.arch}`);
+  const how = { source: 'built from source', prebuilt: 'prebuilt binary', CONVNET_ADDON: 'from CONVNET_ADDON' }[b.addon.source];
+  console.log(`addon: ${how} (${path.relative(process.cwd(), b.addon.path) || b.addon.path})`);
   if (b.cuda) {
     console.log(`CUDA: on (runtime ${b.cudaVersion}; fat binary for ${(b.archs ?? []).join(', ')})`);
   } else {
