@@ -21,6 +21,11 @@ import { DisposedError, ShapeError, DeviceError } from './errors.js';
 import { native } from './native.js';
 import { empty, formatShape, keepFromScopes, setBackward, Storage, Tensor, type DType } from './tensor.js';
 
+/** The node that produced t: always a Node of this module, which alone sets `_state.node`. */
+function nodeOf(t: Tensor): Node | null {
+  return t._node as Node | null;
+}
+
 /** Gradients of the op's inputs from the gradient of its output; null where none is needed. */
 export type BackwardFn = (gradOutput: Tensor) => (Tensor | null)[];
 
@@ -54,7 +59,7 @@ export class Node {
     this.saved = saved;
     this.edges = inputs.map((t) => {
       if (!t || !t.requiresGrad) return null;
-      const node = t._node;
+      const node = nodeOf(t);
       if (node) {
         node.ref();
         return { node, leaf: null };
@@ -206,7 +211,7 @@ function backward(root: Tensor, gradOutput?: Tensor): void {
       throw new DeviceError(`backward: gradOutput is on ${gradOutput.device} but the tensor is on ${root.device}`);
     }
   }
-  const rootNode = root._node;
+  const rootNode = nodeOf(root);
   if (rootNode) {
     // Check the whole graph is still there before doing any work.
     noGrad(() => runGraph(rootNode, root, gradOutput));

@@ -24,6 +24,7 @@ export {
   type BuildInfo,
   type AllocatorStats,
 } from './device.js';
+export { type AddonSource } from './native.js';
 export {
   ConvnetError,
   ShapeError,
@@ -69,6 +70,8 @@ export {
   type HostTensor,
   type LoadedTensors,
   type LoadOptions,
+  type SafetensorsDType,
+  MAX_HEADER_BYTES,
 } from './io/safetensors.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';

@@ -8,7 +8,6 @@
  * FinalizationRegistry when garbage-collected (a safety net, not a schedule: dispose or use
  * `scope`). `memory()` counts live tensors and the bytes of live storage per device.
  */
-import type { Node } from './autograd.js';
 import { DisposedError, ShapeError } from './errors.js';
 import { native, type NativeHandle } from './native.js';
 
@@ -55,10 +54,19 @@ export class Storage {
   }
 }
 
+/**
+ * What this module needs of the autograd node that produced a tensor (autograd.ts defines the
+ * node; this module does not import it, so tensor.ts depends on nothing above it).
+ */
+export interface GraphNode {
+  /** Drops the tensor's reference to its node. */
+  unref(): void;
+}
+
 /** What a tensor holds that must be released with it; kept apart so the finaliser can see it. */
 interface TensorState {
   storage: Storage;
-  node: Node | null;
+  node: GraphNode | null;
   disposed: boolean;
 }
 
@@ -158,7 +166,7 @@ export class Tensor {
   }
 
   /** @internal The autograd node that produced this tensor, if any. */
-  get _node(): Node | null {
+  get _node(): GraphNode | null {
     return this._state.node;
   }
 

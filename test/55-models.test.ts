@@ -57,7 +57,7 @@ function expectSameMaps(a: Map<string, Float32Array>, b: Map<string, Float32Arra
 
 describe('parameter counts and shapes', () => {
   it('AlexNet-mini: parameter counts and output shapes for width 0.5 and 1, both forms', () => {
-    // Counted by hand from alexnet.md §2 (channels 64w-128w-192w-192w-128w, fc 1024w, 10 classes).
+    // Counted by hand from docs/alexnet.md (AlexNet-mini) (channels 64w-128w-192w-192w-128w, fc 1024w, 10 classes).
     const expected: Record<string, number> = { 0.5: 550_538, 1: 2_187_530 };
     for (const width of [0.5, 1]) {
       for (const towers of [1, 2] as const) {

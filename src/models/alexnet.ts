@@ -1,5 +1,5 @@
 /**
- * AlexNet and AlexNet-mini (docs: /spec/alexnet.md), in two forms that compute the same function:
+ * AlexNet and AlexNet-mini (docs/alexnet.md), in two forms that compute the same function:
  *
  * - towers: 1, the single-device form: conv2, conv4 and conv5 with groups 2 and LRN with groups 2
  *   (the LRN window stays inside a tower's channels, as in the two-tower net).
@@ -30,7 +30,7 @@ import { Conv2d, Dropout, Flatten, Linear, LRN, MaxPool2d, ReLU } from '../nn/la
 import { Module, Sequential } from '../nn/module.js';
 
 /** Where a convolution's input comes from in the two-tower model. */
-type ConvInput = 'image' | 'own' | 'both';
+export type ConvInput = 'image' | 'own' | 'both';
 
 /** One convolution stage: conv + ReLU [+ LRN] [+ max-pool 3/2]. Channel counts are totals. */
 export interface ConvStage {
@@ -187,7 +187,7 @@ export class AlexNetGrouped extends Sequential {
   readonly towers = 1 as const;
   readonly spec: AlexNetSpec;
 
-  /** Use `alexnet()` / `alexnetMini()`. */
+  /** @internal Use `alexnet()` / `alexnetMini()`. */
   constructor(r: Resolved) {
     const { spec, seed, init } = r;
     const device = r.devices[0];
@@ -237,6 +237,7 @@ export class AlexNetTower extends Module {
   readonly pool = new MaxPool2d(POOL.kernel, { stride: POOL.stride });
   readonly fcs: Linear[] = [];
 
+  /** @internal Made by AlexNetTwoTower. */
   constructor(r: Resolved, half: 0 | 1) {
     super();
     const { spec, seed, init } = r;
@@ -280,7 +281,7 @@ export class AlexNetTwoTower extends Module {
   readonly drops: [Dropout, Dropout];
   readonly fc8: Linear;
 
-  /** Use `alexnet({ towers: 2 })` / `alexnetMini({ towers: 2 })`. */
+  /** @internal Use `alexnet({ towers: 2 })` / `alexnetMini({ towers: 2 })`. */
   constructor(r: Resolved) {
     super();
     const { spec, seed, init } = r;

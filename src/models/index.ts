@@ -11,6 +11,7 @@ export {
   type AlexNet,
   type AlexNetSpec,
   type ConvStage,
+  type ConvInput,
   type AlexNetOptions,
   type AlexNetMiniOptions,
 } from './alexnet.js';

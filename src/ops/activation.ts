@@ -1,6 +1,6 @@
 /**
  * relu and dropout (native/ops/elementwise.h).
- * relu: y = max(x, 0), gradient 0 at x = 0.
+ * relu: y = max(x, 0), gradient 0 at x = 0; NaN stays NaN (as in PyTorch).
  * dropout: inverted dropout, kept values scaled by 1/(1-p); the mask is a pure function of
  * (seed, element index), the same on every device. `training: false` is the identity.
  */
