@@ -1,0 +1,302 @@
+/**
+ * Training against a hostile but fair user: a diverging run stops at the step where the loss
+ * stopped being finite and saves nothing; NaN logits count as wrong; a resumed run keeps the
+ * checkpoint's settings, and flags given with --resume either apply and are announced or are
+ * refused; a malformed training state is a FormatError naming the missing part; bad flags,
+ * devices and output folders fail in one line before anything is created. Tiny runs only.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import * as cn from '../src/index.js';
+import { countCorrect, DEFAULT_CONFIG, train, type TrainConfig } from '../src/train/trainer.js';
+import { trackLeaks } from './helpers.js';
+
+trackLeaks();
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..');
+const dirs: string[] = [];
+function tmp(): string {
+  const d = mkdtempSync(path.join(tmpdir(), 'convnet-hostile-'));
+  dirs.push(d);
+  return d;
+}
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** 10 steps an epoch at width 0.25: a second or so. */
+const tiny: TrainConfig = { ...DEFAULT_CONFIG, width: 0.25, batch: 32, trainLimit: 320, testLimit: 100, epochs: 2, logEvery: 5 };
+const tinyFlags = ['--width', '0.25', '--batch', '32', '--train-limit', '320', '--test-limit', '100', '--quiet'];
+
+function cli(args: string[], timeout = 120_000) {
+  return spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'cli', 'main.ts'), ...args], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout,
+    env: { ...process.env, CONVNET_POISON: '0' },
+  });
+}
+
+/** A run of `config` stopped after `steps` steps; returns its checkpoint. */
+async function stoppedRun(config: TrainConfig, steps: number): Promise<string> {
+  const out = tmp();
+  let n = 0;
+  const r = await train(config, out, { onStep: () => n++, shouldStop: () => n === steps });
+  expect(r.status).toBe('stopped');
+  return r.checkpoint;
+}
+
+/** Rewrites a checkpoint with its tensors and training state changed. */
+async function tamper(
+  file: string,
+  edit: (state: Record<string, unknown>, tensors: Record<string, cn.HostTensor>) => void,
+): Promise<string> {
+  const { tensors, metadata } = await cn.loadTensors(file);
+  const state = JSON.parse(metadata.convnet) as Record<string, unknown>;
+  edit(state, tensors);
+  const live = Object.fromEntries(Object.entries(tensors).map(([k, t]) => [k, cn.tensor(t.data, t.shape)]));
+  const out = path.join(tmp(), 'checkpoint.safetensors');
+  await cn.saveTensors(out, live, { convnet: JSON.stringify(state) });
+  Object.values(live).forEach((t) => t.dispose());
+  return out;
+}
+
+async function rejection(p: Promise<unknown>, cls: new (...a: never[]) => Error): Promise<string> {
+  let thrown: unknown;
+  try {
+    await p;
+  } catch (e) {
+    thrown = e;
+  }
+  expect(thrown, `expected a ${cls.name}`).toBeInstanceOf(cls);
+  expect((thrown as Error).constructor).toBe(cls);
+  return (thrown as Error).message;
+}
+
+describe('NaN is honest', () => {
+  it('a row of logits holding a NaN counts as wrong for top-1 and top-5', () => {
+    const N = NaN;
+    // 4 rows of 6 classes, labels [0, 1, 2, 3].
+    const logits = new Float32Array([
+      9, 1, 1, 1, 1, 1, // label 0 first: right on both
+      0, N, 5, 1, 1, 1, // label 1 is NaN: wrong on both (it would compare as first)
+      1, 1, 9, N, 1, 1, // label 2 first, but a NaN elsewhere: wrong on both
+      5, 6, 7, 4, 1, 0, // label 3 fourth: top-5 only
+    ]);
+    expect(countCorrect(logits, [0, 1, 2, 3], 6)).toEqual({ top1: 1, top5: 2 });
+    expect(countCorrect(new Float32Array(6).fill(NaN), [0], 6)).toEqual({ top1: 0, top5: 0 });
+  });
+
+  it('a diverging run stops at the step its loss became NaN, records it, and saves nothing over the last checkpoint', async () => {
+    const out = tmp();
+    const good = await train({ ...tiny, epochs: 1 }, out);
+    expect(good.status).toBe('done');
+    const before = readFileSync(good.checkpoint);
+    const messages: string[] = [];
+    const r = await train({ ...tiny, lr: 1000 }, out, { onMessage: (m) => messages.push(m) });
+    expect(r.status).toBe('diverged');
+    expect(r.diverged!.step).toBeGreaterThan(0);
+    expect(r.diverged!.step).toBeLessThan(10);
+    expect(r.diverged!.epoch).toBe(1);
+    expect(Number.isFinite(r.diverged!.loss)).toBe(false);
+    expect(r.diverged!.lr).toBe(1000);
+    expect(r.steps).toBe(r.diverged!.step);
+    expect(readFileSync(good.checkpoint).equals(before)).toBe(true);
+    const lines = readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(lines.at(-1)).toMatchObject({ kind: 'diverged', step: r.diverged!.step, loss: String(r.diverged!.loss), lr: 1000 });
+    expect(readFileSync(path.join(out, 'report.html'), 'utf8')).toContain(`diverged: the loss became ${r.diverged!.loss} at step ${r.diverged!.step}`);
+  });
+
+  it('convnet train --lr 1000: one line naming the step and the fix, exit 1, no checkpoint', () => {
+    const out = path.join(tmp(), 'run');
+    const r = cli(['train', ...tinyFlags, '--epochs', '1', '--lr', '1000', '--out', out]);
+    expect(r.status).toBe(1);
+    expect(r.stderr.trim()).toMatch(/^convnet train: loss became (NaN|Infinity|-Infinity) at step \d+ \(epoch 1\); lower --lr \(now 1000\); nothing was saved over the last checkpoint$/);
+    expect(r.stdout).not.toMatch(/top-1/);
+    expect(existsSync(path.join(out, 'checkpoint.safetensors'))).toBe(false);
+  });
+});
+
+describe('checkpoints holding NaN', () => {
+  let good: string;
+  let poisoned: string;
+  let poisonedName: string;
+  beforeAll(async () => {
+    good = await stoppedRun(tiny, 3);
+    poisoned = await tamper(good, (_, tensors) => {
+      poisonedName = Object.keys(tensors).find((k) => /fc8.*bias|bias.*fc8/.test(k))!;
+      expect(poisonedName).toBeDefined();
+      tensors[poisonedName].data.fill(NaN);
+    });
+  });
+
+  it('convnet eval warns of the NaN weights and counts the NaN logits as wrong', () => {
+    const r = cli(['eval', '--checkpoint', poisoned, '--test-limit', '100']);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toContain(`convnet: warning: load: ${poisoned} holds non-finite values (a run that diverged?): '${poisonedName}' 10 NaN`);
+    expect(r.stdout).toMatch(/test \(100 images\): top-1 0\.00%, top-5 0\.00%/);
+  });
+
+  it('resuming from NaN weights warns, then stops at the first step and keeps the checkpoint as it was', async () => {
+    const before = readFileSync(poisoned);
+    const messages: string[] = [];
+    const r = await train(tiny, path.dirname(poisoned), { onMessage: (m) => messages.push(m) }, poisoned);
+    expect(messages[0]).toBe(`warning: load: ${poisoned} holds non-finite values (a run that diverged?): '${poisonedName}' 10 NaN`);
+    expect(r.status).toBe('diverged');
+    expect(r.diverged!.step).toBe(4);
+    expect(readFileSync(poisoned).equals(before)).toBe(true);
+  });
+});
+
+describe('resume: the checkpoint is the truth', () => {
+  let one: string;
+  let two: string;
+  beforeAll(async () => {
+    one = await stoppedRun(tiny, 4);
+    two = await stoppedRun({ ...tiny, towers: 2, devices: ['cpu:0', 'cpu:1'] }, 4);
+  });
+
+  it('a two-tower run resumes from its own checkpoint on its own devices, and can move to others', () => {
+    const r = cli(['train', '--resume', two, '--quiet', '--out', tmp()]);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(r.stdout.split('\n')[0]).toMatch(/^convnet train: alexnet-mini width 0\.25, 2 towers on cpu:0, cpu:1, 2 epochs, batch 32, lr 0\.01, schedule step:7 \(from .*\); writing to /);
+    expect(r.stdout).toMatch(/^done: 2 epochs/m);
+    const moved = cli(['train', '--resume', two, '--devices', 'cpu:1,cpu:0', '--epochs', '1', '--quiet', '--out', tmp()]);
+    expect(moved.status).toBe(0);
+    expect(moved.stdout.split('\n')[0]).toMatch(/2 towers on cpu:1, cpu:0, 1 epoch, batch 32/);
+    expect(moved.stdout).toContain('moving the run from cpu:0, cpu:1 to cpu:1, cpu:0');
+    expect(moved.stdout).toContain("ending after 1 epoch (the checkpoint's run had 2)");
+  });
+
+  it('without --epochs the checkpoint\'s epochs hold; --epochs extends, announced; settings equal to the checkpoint\'s are accepted', () => {
+    const r = cli(['train', '--resume', one, '--out', tmp(), '--quiet']);
+    expect(r.status).toBe(0);
+    expect(r.stdout.split('\n')[0]).toMatch(/^convnet train: alexnet-mini width 0\.25, 1 tower on cpu:0, 2 epochs, batch 32, lr 0\.01/);
+    expect(r.stdout).toMatch(/^done: 2 epochs/m);
+    const more = cli(['train', '--resume', one, '--epochs', '3', '--width', '0.25', '--batch', '32', '--out', tmp(), '--quiet']);
+    expect(more.status).toBe(0);
+    expect(more.stdout.split('\n')[0]).toMatch(/, 3 epochs, batch 32,/);
+    expect(more.stdout).toContain("extending to 3 epochs (the checkpoint's run had 2)");
+    expect(more.stdout).toMatch(/^done: 3 epochs/m);
+  });
+
+  it('flags that would change the model or the recipe are refused in one line, before anything is created', () => {
+    const out = path.join(tmp(), 'never');
+    for (const [args, line] of [
+      [['--width', '0.5'], '--width cannot change on --resume (the checkpoint has width 0.25)'],
+      [['--lr', '0.1'], '--lr cannot change on --resume (the checkpoint has lr 0.01)'],
+      [['--batch', '64'], '--batch cannot change on --resume (the checkpoint has batch 32)'],
+      [['--towers', '2'], '--towers cannot change on --resume (the checkpoint has towers 1)'],
+      [['--schedule', 'none'], '--schedule cannot change on --resume (the checkpoint has schedule step:7)'],
+      [['--no-flip'], '--no-flip cannot change on --resume (the checkpoint has flips on)'],
+      [['--crop'], '--crop cannot change on --resume (the checkpoint has crops off)'],
+      [['--seed', '2'], '--seed cannot change on --resume (the checkpoint has seed 1)'],
+      [['--devices', 'cpu:0,cpu:1'], "--devices must list 1 device for the checkpoint's 1 tower, received 'cpu:0,cpu:1'"],
+    ] as [string[], string][]) {
+      const r = cli(['train', '--resume', one, '--out', out, ...args]);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toBe(`convnet: ${line}\n`);
+    }
+    const r = cli(['train', '--resume', two, '--devices', 'cpu:0', '--out', out]);
+    expect(r.stderr).toBe("convnet: --devices must list 2 devices for the checkpoint's 2 towers, received 'cpu:0'\n");
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it('--epochs below the epochs already done is refused', async () => {
+    const done = (await train({ ...tiny, epochs: 2 }, tmp())).checkpoint;
+    const r = cli(['train', '--resume', done, '--epochs', '1', '--out', tmp()]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toBe('convnet: --epochs must be at least 2 on --resume (the checkpoint has done 2 epochs), received 1\n');
+  });
+
+  it('the library: a resume ignores the config given and takes ResumeOptions for what may change', async () => {
+    const messages: string[] = [];
+    const r = await train({ ...tiny, width: 1, epochs: 9 }, tmp(), { onMessage: (m) => messages.push(m) }, { checkpoint: one, epochs: 3 });
+    expect(r.status).toBe('done');
+    expect(r.epochsDone).toBe(3);
+    expect(r.steps).toBe(30);
+    expect(messages).toContain("extending to 3 epochs (the checkpoint's run had 2)");
+    await expect(train(tiny, tmp(), {}, { checkpoint: two, devices: ['cpu:0'] })).rejects.toThrow(
+      "resume: devices must list 2 devices for the checkpoint's 2 towers, received 'cpu:0'",
+    );
+  });
+
+  it('a training state missing a part is a FormatError naming it', async () => {
+    for (const part of ['loader', 'module', 'records', 'config', 'normalization']) {
+      const bad = await tamper(one, (state) => delete state[part]);
+      const out = path.join(tmp(), 'never');
+      expect(await rejection(train(tiny, out, {}, bad), cn.FormatError)).toBe(`resume: ${bad} has no '${part}' section in its training state`);
+      expect(existsSync(out)).toBe(false);
+      if (part === 'loader') {
+        const r = cli(['train', '--resume', bad, '--out', out]);
+        expect(r.status).toBe(1);
+        expect(r.stderr).toBe(`convnet: resume: ${bad} has no 'loader' section in its training state\n`);
+      }
+    }
+    const noWidth = await tamper(one, (state) => delete (state.config as Record<string, unknown>).width);
+    expect(await rejection(train(tiny, tmp(), {}, noWidth), cn.FormatError)).toBe(`resume: ${noWidth} has no 'config.width' in its training state`);
+    const badLoader = await tamper(one, (state) => (state.loader = { seed: 1, epoch: -1, batch: 0 }));
+    expect(await rejection(train(tiny, tmp(), {}, badLoader), cn.FormatError)).toBe(
+      `resume: ${badLoader} has a 'loader' section that is not an object { seed, epoch, batch } of non-negative integers`,
+    );
+    const evalBad = await tamper(one, (state) => delete state.module);
+    const r = cli(['eval', '--checkpoint', evalBad]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(`convnet: eval: ${evalBad} has no 'module' section in its training state\n`);
+  });
+});
+
+describe('files and flags', () => {
+  it('numeric flags: one line of the form "--epochs must be a positive integer, received -1", exit 2', () => {
+    for (const [args, line] of [
+      [['--epochs', '-1'], '--epochs must be a positive integer, received -1'],
+      [['--epochs=-1'], '--epochs must be a positive integer, received -1'],
+      [['--batch', '0'], '--batch must be a positive integer, received 0'],
+      [['--lr', '-0.5'], '--lr must be a positive number, received -0.5'],
+      [['--width=-2'], '--width must be a number in (0, 8], received -2'],
+      [['--seed', '-.5'], '--seed must be a non-negative integer, received -.5'],
+      [['--momentum', 'lots'], "--momentum must be a number in [0, 1), received 'lots'"],
+    ] as [string[], string][]) {
+      const r = cli(['train', ...args]);
+      expect(r.status, args.join(' ')).toBe(2);
+      expect(r.stderr, args.join(' ')).toBe(`convnet: ${line}\n`);
+    }
+  });
+
+  it('a failed start creates no run folder: unknown device, missing data, bad checkpoint', () => {
+    const base = tmp();
+    const dev = cli(['train', '--devices', 'cpu:9', '--out', path.join(base, 'a')]);
+    expect(dev.status).toBe(2);
+    expect(dev.stderr).toMatch(/^convnet: --devices: no such device 'cpu:9': there are \d+ CPU devices/);
+    const data = cli(['train', '--data-dir', path.join(base, 'no-data'), '--out', path.join(base, 'b', 'c'), '--quiet']);
+    expect(data.status).toBe(1);
+    const notCkpt = path.join(base, 'not-a-checkpoint');
+    writeFileSync(notCkpt, 'hello');
+    const bad = cli(['train', '--resume', notCkpt, '--out', path.join(base, 'd')]);
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toBe(`convnet: resume: ${notCkpt} is truncated: 5 bytes, too short for the 8-byte header length\n`);
+    expect(existsSync(path.join(base, 'a'))).toBe(false);
+    expect(existsSync(path.join(base, 'b'))).toBe(false);
+    expect(existsSync(path.join(base, 'd'))).toBe(false);
+  });
+
+  it('an output folder that cannot be made is one line naming it, at once (no spin under /proc)', async () => {
+    const proc = cli(['train', '--out', '/proc/self/convnet/run', '--quiet'], 30_000);
+    expect(proc.status).toBe(1);
+    expect(proc.stderr).toMatch(/^convnet: train: cannot use the output folder '\/proc\/self\/convnet\/run': '\/proc\/self' is a system folder \(\/proc\/\d+\)\n$/);
+    const file = path.join(tmp(), 'a-file');
+    writeFileSync(file, '');
+    const under = path.join(file, 'run');
+    const r = cli(['train', '--out', under], 30_000);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(`convnet: train: cannot use the output folder '${under}': '${file}' is not a folder\n`);
+    const err = await rejection(train(tiny, path.join(under, 'deeper')), cn.IOError);
+    expect(err).toBe(`train: cannot use the output folder '${path.join(under, 'deeper')}': '${file}' is not a folder`);
+  });
+});
