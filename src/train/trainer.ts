@@ -281,6 +281,18 @@ export function makeOutDir(outDir: string): void {
   }
 }
 
+/** Runs a write to `file`, turning a file system error into an IOError naming the file. */
+function writing(file: string, write: () => void): void {
+  try {
+    write();
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (typeof err?.code !== 'string') throw e;
+    const why = /^[A-Z0-9_]+: ([^,]+)/.exec(err.message)?.[1] ?? err.message;
+    throw new IOError(`train: cannot write '${file}': ${why} (${err.code})`, err.code);
+  }
+}
+
 /** The checkpoint path in an output folder. */
 export function checkpointPath(outDir: string): string {
   return path.join(outDir, 'checkpoint.safetensors');
@@ -308,25 +320,53 @@ export async function readCheckpointState(file: string, op = 'checkpoint'): Prom
 const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
 
+const positive = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v > 0;
+const nonNegative = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+const positiveCount = (v: unknown) => isCount(v) && v > 0;
+const isBool = (v: unknown) => typeof v === 'boolean';
+
 /** The parts of a training state and what each must be; the first that fails is named. */
 const STATE_PARTS: [string, string, (v: unknown) => boolean][] = [
   ['config', 'an object', isObject],
   ['loader', 'an object { seed, epoch, batch } of non-negative integers', (v) => isObject(v) && isCount(v.seed) && isCount(v.epoch) && isCount(v.batch)],
   ['steps', 'a non-negative integer', isCount],
-  ['lr', 'a finite number', (v) => typeof v === 'number' && Number.isFinite(v)],
+  ['lr', 'a non-negative number', nonNegative],
   ['module', 'an object', isObject],
-  ['normalization', 'an object { mean, std } of numbers', (v) => isObject(v) && typeof v.mean === 'number' && typeof v.std === 'number'],
+  ['normalization', 'an object { mean, std } of finite numbers with std > 0', (v) => isObject(v) && typeof v.mean === 'number' && Number.isFinite(v.mean) && positive(v.std)],
   ['records', 'an array', Array.isArray],
   ['seconds', 'a number', (v) => typeof v === 'number'],
 ];
 
-/** The config fields a checkpoint must hold, with the type of each. */
-const CONFIG_FIELDS: [keyof TrainConfig, string][] = [
-  ['model', 'string'], ['data', 'string'], ['width', 'number'], ['towers', 'number'], ['devices', 'object'],
-  ['epochs', 'number'], ['batch', 'number'], ['lr', 'number'], ['momentum', 'number'], ['weightDecay', 'number'],
-  ['schedule', 'string'], ['init', 'string'], ['flip', 'boolean'], ['crop', 'boolean'], ['seed', 'number'],
-  ['trainLimit', 'number'], ['testLimit', 'number'], ['logEvery', 'number'],
+/** The config fields a checkpoint must hold, what each must be, and the test. */
+const CONFIG_FIELDS: [keyof TrainConfig, string, (v: unknown) => boolean][] = [
+  ['model', "'alexnet-mini'", (v) => v === 'alexnet-mini'],
+  ['data', "'fashion-mnist'", (v) => v === 'fashion-mnist'],
+  ['width', 'a number in (0, 8]', (v) => positive(v) && (v as number) <= 8],
+  ['towers', '1 or 2', (v) => v === 1 || v === 2],
+  ['devices', 'a list of device ids, one a tower', Array.isArray],
+  ['epochs', 'a positive integer', positiveCount],
+  ['batch', 'a positive integer', positiveCount],
+  ['lr', 'a positive number', positive],
+  ['momentum', 'a number in [0, 1)', (v) => nonNegative(v) && (v as number) < 1],
+  ['weightDecay', 'a non-negative number', nonNegative],
+  ['schedule', "'step:E', 'plateau[:P]' or 'none'", (v) => typeof v === 'string' && /^(none|step:[1-9]\d*|plateau(:\d+)?)$/.test(v)],
+  ['init', "'he' or 'paper'", (v) => v === 'he' || v === 'paper'],
+  ['flip', 'a boolean', isBool],
+  ['crop', 'a boolean', isBool],
+  ['seed', 'a non-negative integer', isCount],
+  ['trainLimit', 'a non-negative integer', isCount],
+  ['testLimit', 'a non-negative integer', isCount],
+  ['logEvery', 'a positive integer', positiveCount],
 ];
+
+/** What the schedule state of each kind of schedule must hold. */
+function scheduleStateOk(schedule: string, v: unknown): boolean {
+  if (schedule === 'none') return v === null;
+  if (v === null) return true; // a run saved before its schedule first stepped
+  if (!isObject(v)) return false;
+  if (schedule.startsWith('step:')) return isCount(v.epoch) && positive(v.baseLr);
+  return (v.best === null || typeof v.best === 'number') && isCount(v.badEpochs) && isCount(v.reductions);
+}
 
 function parseState(file: string, metadata: Record<string, string>, op: string): CheckpointState {
   const raw = metadata.convnet;
@@ -345,14 +385,17 @@ function parseState(file: string, metadata: Record<string, string>, op: string):
     if (!ok(state[part])) throw new FormatError(`${op}: ${file} has a '${part}' section that is not ${what}`);
   }
   const config = state.config as Record<string, unknown>;
-  for (const [field, type] of CONFIG_FIELDS) {
-    if (typeof config[field] !== type) {
-      throw new FormatError(`${op}: ${file} has ${field in config ? `a 'config.${field}' that is not a ${type}` : `no 'config.${field}'`} in its training state`);
-    }
+  for (const [field, what, ok] of CONFIG_FIELDS) {
+    if (!(field in config)) throw new FormatError(`${op}: ${file} has no 'config.${field}' in its training state`);
+    if (!ok(config[field])) throw new FormatError(`${op}: ${file} has a 'config.${field}' that is not ${what} in its training state`);
   }
-  const devs = config.devices;
-  if (!Array.isArray(devs) || devs.length !== config.towers || !devs.every((d) => typeof d === 'string')) {
-    throw new FormatError(`${op}: ${file} has 'config.devices' that is not a list of ${String(config.towers)} device ids in its training state`);
+  const devs = config.devices as unknown[];
+  if (devs.length !== config.towers || !devs.every((d) => typeof d === 'string')) {
+    throw new FormatError(`${op}: ${file} has a 'config.devices' that is not a list of ${String(config.towers)} device ids in its training state`);
+  }
+  if (!('schedule' in state)) throw new FormatError(`${op}: ${file} has no 'schedule' section in its training state`);
+  if (!scheduleStateOk(config.schedule as string, state.schedule)) {
+    throw new FormatError(`${op}: ${file} has a 'schedule' section that does not fit its schedule '${String(config.schedule)}'`);
   }
   return state as unknown as CheckpointState;
 }
@@ -447,6 +490,7 @@ export async function train(configIn: TrainConfig, outDir: string, hooks: TrainH
   let opt: SGD;
   let config = configIn;
   let resumed: CheckpointState | null = null;
+  const resumeFile = typeof resume === 'string' ? resume : resume?.checkpoint;
   if (resume) {
     const r = typeof resume === 'string' ? { checkpoint: resume } : resume;
     const state = await readCheckpointState(r.checkpoint, 'resume');
@@ -484,13 +528,18 @@ export async function train(configIn: TrainConfig, outDir: string, hooks: TrainH
       throw new ShapeError(`train: the training set (${trainData.count} images) is smaller than one batch (${config.batch})`);
     }
     const schedule = makeSchedule(config.schedule, opt);
-    // Only now, with the model, the data and the recipe known to be good, is anything created.
-    makeOutDir(outDir);
     if (resumed) {
-      trainLoader.setState(resumed.loader);
+      try {
+        trainLoader.setState(resumed.loader);
+      } catch (e) {
+        if (!(e instanceof ShapeError)) throw e;
+        throw new FormatError(`resume: ${resumeFile} has a 'loader' section that does not fit the data (${e.message})`);
+      }
       if (schedule && resumed.schedule) schedule.setState(resumed.schedule as never);
       opt.lr = resumed.lr;
     }
+    // Only now, with the model, the data, the recipe and any resumed state known to be good, is anything created.
+    makeOutDir(outDir);
     const records: MetricRecord[] = resumed ? [...resumed.records] : [];
     let steps = resumed?.steps ?? 0;
     const startSeconds = resumed?.seconds ?? 0;
@@ -504,11 +553,13 @@ export async function train(configIn: TrainConfig, outDir: string, hooks: TrainH
       ['augmentation', [config.flip ? 'random horizontal flips' : '', config.crop ? 'random crops (pad 2)' : ''].filter(Boolean).join(', ') || 'none'],
       ['build', `convnet-cuda ${buildInfo().version}, CUDA ${buildInfo().cuda ? 'on' : 'off'}`],
     ];
+    const append = (line: object) => writing(metricsFile, () => appendFileSync(metricsFile, JSON.stringify(line) + '\n'));
     const record = (r: MetricRecord) => {
       records.push(r);
-      appendFileSync(metricsFile, JSON.stringify(r) + '\n');
+      append(r);
     };
-    const snapshot = (status: string) => writeReport(reportFile, { title: `convnet train: ${config.model} on ${config.data}`, settings, records, status });
+    const snapshot = (status: string) => writing(reportFile, () =>
+      writeReport(reportFile, { title: `convnet train: ${config.model} on ${config.data}`, settings, records, status }));
     const checkpointState = (): CheckpointState => ({
       format: 1,
       config,
@@ -539,7 +590,7 @@ export async function train(configIn: TrainConfig, outDir: string, hooks: TrainH
         steps++;
         if (!Number.isFinite(l)) {
           diverged = { step: steps, epoch: epoch + 1, loss: l, lr: opt.lr };
-          appendFileSync(metricsFile, JSON.stringify({ kind: 'diverged', epoch: epoch + (batch.batch + 1) / trainLoader.batchesPerEpoch, step: steps, time: elapsed(), loss: String(l), lr: opt.lr }) + '\n');
+          append({ kind: 'diverged', epoch: epoch + (batch.batch + 1) / trainLoader.batchesPerEpoch, step: steps, time: elapsed(), loss: String(l), lr: opt.lr });
           break;
         }
         const B = batch.labels.length;
