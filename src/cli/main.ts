@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
- * The `convnet` command line: info, train, eval, bench. Bad flags get a one-line error and the
- * usage (exit 2); failures get a one-line error (exit 1); nothing prints a stack trace unless
- * CONVNET_DEBUG=1.
+ * The `convnet` command line: info, train, eval, bench. A bad flag value gets a one-line error,
+ * an unknown flag the usage as well (exit 2); failures get a one-line error (exit 1); nothing
+ * prints a stack trace unless CONVNET_DEBUG=1. `train` checks its flags, devices and output
+ * folder before it creates anything.
  */
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';

@@ -6,7 +6,10 @@
  * test split (top-1, top-5, loss), steps the learning-rate schedule, appends to metrics.jsonl,
  * rewrites report.html and saves checkpoint.safetensors atomically. A stop request (Ctrl-C) ends
  * the current step, saves a checkpoint and returns; resuming from it continues at the next
- * batch with the same weights, momentum, schedule, dropout counters and data order.
+ * batch with the same weights, momentum, schedule, dropout counters and data order, under the
+ * checkpoint's own config. A loss that is not finite (read every step anyway) ends the run at
+ * once without saving, so the last good checkpoint stays. Nothing is written to the output
+ * folder until the model, the data and any resumed state have loaded.
  */
 import { accessSync, appendFileSync, constants as fsConstants, mkdirSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
