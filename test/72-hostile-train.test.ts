@@ -150,7 +150,22 @@ describe('checkpoints holding NaN', () => {
     expect(messages[0]).toBe(`warning: load: ${poisoned} holds non-finite values (a run that diverged?): '${poisonedName}' 10 NaN`);
     expect(r.status).toBe('diverged');
     expect(r.diverged!.step).toBe(4);
+    expect(r.diverged!.phase).toBe('train');
     expect(readFileSync(poisoned).equals(before)).toBe(true);
+  });
+
+  it('weights that are not finite at an epoch\'s end (a finite last loss) are caught by the evaluation, and not saved', async () => {
+    // Stopped after the epoch's last step, before its evaluation: resuming goes straight to it.
+    const end = await stoppedRun(tiny, 10);
+    const nan = await tamper(end, (_, tensors) => tensors[poisonedName].data.fill(NaN));
+    const before = readFileSync(nan);
+    const r = await train(tiny, path.dirname(nan), { onMessage: () => undefined }, nan);
+    expect(r.status).toBe('diverged');
+    expect(r.diverged).toEqual({ step: 10, epoch: 1, loss: NaN, lr: 0.01, phase: 'test' });
+    expect(r.records.filter((x) => x.kind === 'epoch')).toEqual([]);
+    expect(readFileSync(nan).equals(before)).toBe(true);
+    const last = JSON.parse(readFileSync(path.join(path.dirname(nan), 'metrics.jsonl'), 'utf8').trim().split('\n').at(-1)!);
+    expect(last).toMatchObject({ kind: 'diverged', epoch: 1, step: 10, testLoss: 'NaN' });
   });
 });
 
@@ -264,6 +279,22 @@ describe('resume: the checkpoint is the truth', () => {
     const r = cli(['eval', '--checkpoint', evalBad]);
     expect(r.status).toBe(1);
     expect(r.stderr).toBe(`convnet: eval: ${evalBad} has no 'module' section in its training state\n`);
+  });
+});
+
+describe('resume at an epoch boundary', () => {
+  it('a run stopped after the last step of an epoch evaluates that epoch on resume; the records match an uninterrupted run', async () => {
+    const whole = await train(tiny, tmp());
+    const pick = (r: typeof whole) => r.records.filter((x) => x.kind === 'epoch').map((x) => [x.epoch, x.step, x.trainLoss, x.testLoss, x.testTop1, x.lr]);
+    for (const at of [10, 4]) {
+      const ckpt = await stoppedRun(tiny, at);
+      const state = JSON.parse((await cn.loadTensors(ckpt)).metadata.convnet);
+      expect(state.loader, `stopped at ${at}`).toEqual(at === 10 ? { seed: 1, epoch: 0, batch: 10 } : { seed: 1, epoch: 0, batch: 4 });
+      const rest = await train(tiny, path.dirname(ckpt), {}, ckpt);
+      expect(rest.status).toBe('done');
+      expect(pick(rest), `stopped at ${at}`).toEqual(pick(whole));
+      expect(rest.final).toEqual(whole.final);
+    }
   });
 });
 

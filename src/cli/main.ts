@@ -340,7 +340,7 @@ async function trainCommand(args: string[]): Promise<number> {
     const secs = (performance.now() - t0) / 1000;
     if (result.status === 'diverged' && result.diverged) {
       const d = result.diverged;
-      console.error(`convnet train: loss became ${d.loss} at step ${d.step} (epoch ${d.epoch}); lower --lr (now ${d.lr}); nothing was saved over the last checkpoint`);
+      console.error(`convnet train: ${d.phase === 'test' ? 'test ' : ''}loss became ${d.loss} at step ${d.step} (epoch ${d.epoch}); lower --lr (now ${d.lr}); nothing was saved over the last checkpoint`);
       return 1;
     }
     if (result.status === 'stopped') {

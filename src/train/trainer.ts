@@ -105,7 +105,7 @@ export interface TrainResult {
    */
   status: 'done' | 'stopped' | 'diverged';
   /** Where the loss stopped being finite: the step (counted from the run's start), epoch (from 1), loss and learning rate. */
-  diverged?: { step: number; epoch: number; loss: number; lr: number };
+  diverged?: { step: number; epoch: number; loss: number; lr: number; phase: 'train' | 'test' };
   epochsDone: number;
   steps: number;
   records: MetricRecord[];
@@ -118,8 +118,13 @@ export interface TrainResult {
 export interface CheckpointState {
   format: 1;
   config: TrainConfig;
-  /** The loader position of the next batch to train on. */
+  /**
+   * The loader position of the next batch to train on; `batch` equal to the batches per epoch
+   * means every batch of `epoch` is done and its evaluation is not.
+   */
   loader: LoaderState;
+  /** The training loss summed over the images of the epoch under way, and their count. */
+  epochLoss?: { sum: number; seen: number };
   steps: number;
   lr: number;
   schedule: unknown;
@@ -396,6 +401,9 @@ function parseState(file: string, metadata: Record<string, string>, op: string):
   if (devs.length !== config.towers || !devs.every((d) => typeof d === 'string')) {
     throw new FormatError(`${op}: ${file} has a 'config.devices' that is not a list of ${String(config.towers)} device ids in its training state`);
   }
+  if ('epochLoss' in state && !(isObject(state.epochLoss) && nonNegative(state.epochLoss.sum) && isCount(state.epochLoss.seen))) {
+    throw new FormatError(`${op}: ${file} has an 'epochLoss' section that is not an object { sum, seen } of non-negative numbers`);
+  }
   if (!('schedule' in state)) throw new FormatError(`${op}: ${file} has no 'schedule' section in its training state`);
   if (!scheduleStateOk(config.schedule as string, state.schedule)) {
     throw new FormatError(`${op}: ${file} has a 'schedule' section that does not fit its schedule '${String(config.schedule)}'`);
@@ -480,8 +488,9 @@ export async function loadCheckpoint(
  * checkpoint's config is the run's (`configIn` is not used), except what {@link ResumeOptions}
  * changes (more epochs, other devices), each change announced through `onMessage`.
  *
- * A loss that is not finite (the run diverged) ends training at once with status 'diverged':
- * nothing is saved over the last checkpoint, and metrics.jsonl gets a 'diverged' line.
+ * A loss that is not finite (the run diverged), in a training step or in the evaluation at the
+ * end of an epoch, ends training at once with status 'diverged': nothing is saved over the last
+ * checkpoint, and metrics.jsonl gets a 'diverged' line.
  */
 export async function train(configIn: TrainConfig, outDir: string, hooks: TrainHooks = {}, resume?: string | ResumeOptions): Promise<TrainResult> {
   const say = hooks.onMessage ?? (() => {});
@@ -563,10 +572,23 @@ export async function train(configIn: TrainConfig, outDir: string, hooks: TrainH
     };
     const snapshot = (status: string) => writing(reportFile, () =>
       writeReport(reportFile, { title: `convnet train: ${config.model} on ${config.data}`, settings, records, status }));
+    // The epoch under way and its training loss so far (carried over from a resumed checkpoint).
+    let epoch = trainLoader.state().epoch;
+    let epochLoss = resumed?.epochLoss?.sum ?? 0, epochSeen = resumed?.epochLoss?.seen ?? 0;
+    /**
+     * The loader position to save. After the last batch of an epoch the loader has moved on to
+     * the next one, but the epoch's evaluation has not run: save "all batches of this epoch
+     * done" instead, so a resumed run evaluates it.
+     */
+    const loaderState = (): LoaderState => {
+      const st = trainLoader.state();
+      return st.epoch > epoch ? { ...st, epoch, batch: trainLoader.batchesPerEpoch } : st;
+    };
     const checkpointState = (): CheckpointState => ({
       format: 1,
       config,
-      loader: trainLoader.state(),
+      loader: loaderState(),
+      epochLoss: { sum: epochLoss, seen: epochSeen },
       steps,
       lr: opt.lr,
       schedule: schedule?.getState() ?? null,
@@ -582,8 +604,11 @@ export async function train(configIn: TrainConfig, outDir: string, hooks: TrainH
     let diverged: TrainResult['diverged'];
     let final: TrainResult['final'];
     while (trainLoader.state().epoch < config.epochs && !stopped && !diverged) {
-      const epoch = trainLoader.state().epoch;
-      let epochLoss = 0, epochSeen = 0;
+      if (trainLoader.state().epoch !== epoch) {
+        epoch = trainLoader.state().epoch;
+        epochLoss = 0;
+        epochSeen = 0;
+      }
       let windowImages = 0, windowStart = performance.now();
       let ips = 0;
       for await (const batch of trainLoader) {
@@ -592,7 +617,7 @@ export async function train(configIn: TrainConfig, outDir: string, hooks: TrainH
         loss.dispose();
         steps++;
         if (!Number.isFinite(l)) {
-          diverged = { step: steps, epoch: epoch + 1, loss: l, lr: opt.lr };
+          diverged = { step: steps, epoch: epoch + 1, loss: l, lr: opt.lr, phase: 'train' };
           append({ kind: 'diverged', epoch: epoch + (batch.batch + 1) / trainLoader.batchesPerEpoch, step: steps, time: elapsed(), loss: String(l), lr: opt.lr });
           break;
         }
@@ -617,6 +642,12 @@ export async function train(configIn: TrainConfig, outDir: string, hooks: TrainH
       }
       if (stopped || diverged) break;
       const test = await evaluate(model, testLoader, device);
+      if (!Number.isFinite(test.loss)) {
+        // The last update of the epoch left weights that are not finite: no checkpoint of them.
+        diverged = { step: steps, epoch: epoch + 1, loss: test.loss, lr: opt.lr, phase: 'test' };
+        append({ kind: 'diverged', epoch: epoch + 1, step: steps, time: elapsed(), testLoss: String(test.loss), lr: opt.lr });
+        break;
+      }
       const lrUsed = opt.lr;
       if (schedule instanceof ReduceOnPlateau) schedule.step(test.top1);
       else schedule?.step();
@@ -635,14 +666,19 @@ export async function train(configIn: TrainConfig, outDir: string, hooks: TrainH
       record(r);
       final = { testTop1: test.top1, testTop5: test.top5, testLoss: test.loss };
       hooks.onEpoch?.(r);
+      // The epoch is evaluated: the one under way is now the next.
+      const doneEpoch = epoch;
+      epoch = trainLoader.state().epoch;
+      epochLoss = 0;
+      epochSeen = 0;
       await saveCheckpoint(ckpt, model, opt, checkpointState());
-      snapshot(`epoch ${epoch + 1} of ${config.epochs} done`);
+      snapshot(`epoch ${doneEpoch + 1} of ${config.epochs} done`);
     }
     if (diverged) {
-      snapshot(`diverged: the loss became ${diverged.loss} at step ${diverged.step} (epoch ${diverged.epoch}); nothing saved`);
+      snapshot(`diverged: the ${diverged.phase === 'test' ? 'test ' : ''}loss became ${diverged.loss} at step ${diverged.step} (epoch ${diverged.epoch}); nothing saved`);
     } else if (stopped) {
       await saveCheckpoint(ckpt, model, opt, checkpointState());
-      snapshot(`stopped at epoch ${trainLoader.state().epoch + 1}, batch ${trainLoader.state().batch}; resume with --resume ${ckpt}`);
+      snapshot(`stopped at epoch ${loaderState().epoch + 1}, batch ${loaderState().batch}; resume with --resume ${ckpt}`);
       say(`stopped; checkpoint saved to ${ckpt}`);
     } else {
       snapshot(`done: ${config.epochs} epochs`);
