@@ -224,6 +224,19 @@ describe('resume: the checkpoint is the truth', () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it('a checkpoint from devices this machine lacks says so and how to move it; --devices moves it', async () => {
+    const away = await tamper(one, (state) => ((state.config as Record<string, unknown>).devices = ['cpu:9']));
+    const r = cli(['train', '--resume', away, '--out', path.join(tmp(), 'never')]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/^convnet: --devices: no such device 'cpu:9': .* \(the checkpoint ran there; --devices moves the run\)\n$/);
+    const moved = cli(['train', '--resume', away, '--devices', 'cpu:0', '--epochs', '1', '--quiet']);
+    expect(moved.status).toBe(0);
+    expect(moved.stdout).toContain('moving the run from cpu:9 to cpu:0');
+    const ev = cli(['eval', '--checkpoint', two, '--devices', 'cpu:0']);
+    expect(ev.status).toBe(2);
+    expect(ev.stderr).toBe("convnet: --devices must list 2 devices for the checkpoint's 2 towers, received 'cpu:0'\n");
+  });
+
   it('--epochs below the epochs already done is refused', async () => {
     const done = (await train({ ...tiny, epochs: 2 }, tmp())).checkpoint;
     const r = cli(['train', '--resume', done, '--epochs', '1', '--out', tmp()]);
