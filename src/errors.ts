@@ -49,6 +49,19 @@ export class CudaError extends ConvnetError {
 /** A malformed model or data file. */
 export class FormatError extends ConvnetError {}
 
+/**
+ * A file or folder that cannot be written or created: a checkpoint save, an output folder.
+ * The message names the target (not a temporary file) and the system's reason; `code` is the
+ * system's error code (e.g. `EACCES`, `ENOSPC`) when there is one.
+ */
+export class IOError extends ConvnetError {
+  readonly code: string;
+  constructor(message: string, code = '') {
+    super(message);
+    this.code = code;
+  }
+}
+
 interface NativeErrorFields {
   convnetClass?: string;
   message: string;

@@ -33,6 +33,7 @@ export {
   OutOfMemoryError,
   CudaError,
   FormatError,
+  IOError,
 } from './errors.js';
 export { tensor, zeros, full, randn, type CreateOptions, type RandnOptions } from './ops/create.js';
 export { conv2d, type Conv2dOptions } from './ops/conv2d.js';

@@ -94,7 +94,7 @@ describe('the command line', () => {
   it('bad flags: one line and the usage, exit 2, no stack trace', () => {
     for (const [args, first] of [
       [['train', '--bogus'], "convnet: Unknown option '--bogus'"],
-      [['train', '--towers', '3'], "convnet: --towers must be 1 or 2, received '3'"],
+      [['train', '--towers', '3'], "convnet: --towers must be 1 or 2, received 3"],
       [['train', '--epochs', 'ten'], "convnet: --epochs must be a positive integer, received 'ten'"],
       [['train', '--towers', '2', '--devices', 'cpu:0'], "convnet: --devices must list 2 devices for --towers 2, received 'cpu:0'"],
       [['train', '--schedule', 'cosine'], "convnet: --schedule must be step:E, plateau[:P] or none, received 'cosine'"],

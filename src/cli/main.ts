@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
- * The `convnet` command line: info, train, eval, bench. Bad flags get a one-line error and the
- * usage (exit 2); failures get a one-line error (exit 1); nothing prints a stack trace unless
- * CONVNET_DEBUG=1.
+ * The `convnet` command line: info, train, eval, bench. A bad flag value gets a one-line error,
+ * an unknown flag the usage as well (exit 2); failures get a one-line error (exit 1); nothing
+ * prints a stack trace unless CONVNET_DEBUG=1. `train` checks its flags, devices and output
+ * folder before it creates anything.
  */
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
@@ -12,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 import { buildInfo, devices } from '../device.js';
-import { ConvnetError } from '../errors.js';
+import { ConvnetError, DeviceError } from '../errors.js';
+import type { TrainConfig } from '../train/trainer.js';
 import { zeros } from '../ops/create.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -58,7 +60,9 @@ options:
   --test-limit N       test on the first N images only (default all)
   --log-every N        a metrics line every N steps (default 50)
   --out DIR            output folder (default runs/alexnet-mini-<date>-<time>)
-  --resume FILE        continue the run saved in this checkpoint
+  --resume FILE        continue the run saved in this checkpoint, with its settings; --epochs
+                       extends it, --devices moves it; flags that change the model or the
+                       recipe are refused
   --quiet              no progress bar`;
 
 const EVAL_USAGE = `usage: convnet eval --checkpoint FILE [options]
@@ -82,19 +86,42 @@ options.`;
 
 type Flags = Record<string, string | boolean | undefined>;
 
+/**
+ * Joins `--flag -1` into `--flag=-1` for string-typed flags: parseArgs takes a value that starts
+ * with '-' for an option, and answers that the flag is ambiguous.
+ */
+function joinNegativeValues(args: string[], options: ParseArgsConfig['options']): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const name = a.startsWith('--') && !a.includes('=') ? a.slice(2) : '';
+    if (name && options?.[name]?.type === 'string' && i + 1 < args.length && /^-(\d|\.\d|Infinity)/.test(args[i + 1])) {
+      out.push(`${a}=${args[++i]}`);
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
 function parse(usage: string, args: string[], options: ParseArgsConfig['options']): { values: Flags } {
   try {
-    const { values } = parseArgs({ args, options: { ...options, help: { type: 'boolean' } }, allowPositionals: false, strict: true });
+    const { values } = parseArgs({ args: joinNegativeValues(args, options), options: { ...options, help: { type: 'boolean' } }, allowPositionals: false, strict: true });
     return { values: values as Flags };
   } catch (e) {
     throw new UsageError(`${(e as Error).message.split('\n')[0]}\n\n${usage}`);
   }
 }
 
+/** A flag's value as messages show it: a number as it is, anything else quoted. */
+function shown(v: string): string {
+  return v.trim() !== '' && !Number.isNaN(Number(v)) ? v : `'${v}'`;
+}
+
 function number(flag: string, v: string | undefined, fallback: number, check: (n: number) => boolean, what: string): number {
   if (v === undefined) return fallback;
   const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || !check(n)) throw new UsageError(`--${flag} must be ${what}, received '${v}'`);
+  if (v.trim() === '' || !Number.isFinite(n) || !check(n)) throw new UsageError(`--${flag} must be ${what}, received ${shown(v)}`);
   return n;
 }
 
@@ -166,23 +193,22 @@ async function trainCommand(args: string[]): Promise<number> {
     console.log(TRAIN_USAGE);
     return 0;
   }
-  const { DEFAULT_CONFIG, train } = await import('../train/trainer.js');
+  const { DEFAULT_CONFIG, train, readCheckpointState, resumedConfig, checkOutDir } = await import('../train/trainer.js');
   if (v.model !== undefined && v.model !== 'alexnet-mini') throw new UsageError(`--model must be alexnet-mini, received '${v.model}'`);
   if (v.data !== undefined && v.data !== 'fashion-mnist') throw new UsageError(`--data must be fashion-mnist, received '${v.data}'`);
   if (v.init !== undefined && v.init !== 'he' && v.init !== 'paper') throw new UsageError(`--init must be he or paper, received '${v.init}'`);
   const towers = number('towers', v.towers as string | undefined, 1, (n) => n === 1 || n === 2, '1 or 2') as 1 | 2;
-  const devs = typeof v.devices === 'string' ? v.devices.split(',').map((s) => s.trim()) : defaultDevices(towers);
-  if (devs.length !== towers) throw new UsageError(`--devices must list ${towers} device${towers > 1 ? 's' : ''} for --towers ${towers}, received '${devs.join(',')}'`);
+  const givenDevs = typeof v.devices === 'string' ? v.devices.split(',').map((s) => s.trim()) : undefined;
   const schedule = (v.schedule as string | undefined) ?? DEFAULT_CONFIG.schedule;
   if (!/^(none|step:[1-9]\d*|plateau(:\d+)?)$/.test(schedule)) {
     throw new UsageError(`--schedule must be step:E, plateau[:P] or none, received '${schedule}'`);
   }
-  const config = {
+  const flagged: TrainConfig = {
     ...DEFAULT_CONFIG,
     dataDir: v['data-dir'] as string | undefined,
     width: number('width', v.width as string | undefined, DEFAULT_CONFIG.width, (n) => n > 0 && n <= 8, 'a number in (0, 8]'),
     towers,
-    devices: devs,
+    devices: givenDevs ?? [],
     epochs: number('epochs', v.epochs as string | undefined, DEFAULT_CONFIG.epochs, positiveInt, 'a positive integer'),
     batch: number('batch', v.batch as string | undefined, DEFAULT_CONFIG.batch, positiveInt, 'a positive integer'),
     lr: number('lr', v.lr as string | undefined, DEFAULT_CONFIG.lr, (n) => n > 0, 'a positive number'),
@@ -198,8 +224,55 @@ async function trainCommand(args: string[]): Promise<number> {
     logEvery: number('log-every', v['log-every'] as string | undefined, DEFAULT_CONFIG.logEvery, positiveInt, 'a positive integer'),
   };
   const resume = v.resume as string | undefined;
-  if (resume !== undefined && !existsSync(resume)) throw new UsageError(`--resume: no such file '${resume}'`);
+  let config: TrainConfig;
+  if (resume === undefined) {
+    const devs = givenDevs ?? defaultDevices(towers);
+    if (devs.length !== towers) throw new UsageError(`--devices must list ${towers} device${towers > 1 ? 's' : ''} for --towers ${towers}, received '${devs.join(',')}'`);
+    config = { ...flagged, devices: devs };
+  } else {
+    if (!existsSync(resume)) throw new UsageError(`--resume: no such file '${resume}'`);
+    const state = await readCheckpointState(resume, 'resume');
+    const saved = state.config;
+    // Flags that would change the model or the recipe: refused unless they say what the checkpoint says.
+    const fixed: [string, keyof TrainConfig, string][] = [
+      ['model', 'model', 'model'], ['data', 'data', 'data'], ['width', 'width', 'width'], ['towers', 'towers', 'towers'],
+      ['batch', 'batch', 'batch'], ['lr', 'lr', 'lr'], ['momentum', 'momentum', 'momentum'],
+      ['weight-decay', 'weightDecay', 'weight decay'], ['schedule', 'schedule', 'schedule'], ['init', 'init', 'init'],
+      ['no-flip', 'flip', 'flips'], ['crop', 'crop', 'crops'], ['seed', 'seed', 'seed'],
+      ['train-limit', 'trainLimit', 'train limit'], ['test-limit', 'testLimit', 'test limit'],
+    ];
+    for (const [flag, key, what] of fixed) {
+      if (v[flag] === undefined || flagged[key] === saved[key]) continue;
+      const has = typeof saved[key] === 'boolean' ? (saved[key] ? `${what} on` : `${what} off`) : `${what} ${String(saved[key])}`;
+      throw new UsageError(`--${flag} cannot change on --resume (the checkpoint has ${has})`);
+    }
+    const done = state.loader.epoch;
+    if (v.epochs !== undefined && flagged.epochs < done) {
+      throw new UsageError(`--epochs must be at least ${done} on --resume (the checkpoint has done ${done} epochs), received ${flagged.epochs}`);
+    }
+    if (givenDevs && givenDevs.length !== saved.towers) {
+      throw new UsageError(`--devices must list ${saved.towers} device${saved.towers > 1 ? 's' : ''} for the checkpoint's ${saved.towers} tower${saved.towers > 1 ? 's' : ''}, received '${givenDevs.join(',')}'`);
+    }
+    config = resumedConfig(state, {
+      epochs: v.epochs !== undefined ? flagged.epochs : undefined,
+      devices: givenDevs,
+      dataDir: flagged.dataDir,
+      logEvery: v['log-every'] !== undefined ? flagged.logEvery : undefined,
+    }).config;
+  }
+  for (const d of config.devices) {
+    try {
+      zeros([1], { device: d }).dispose();
+    } catch (e) {
+      if (!(e instanceof DeviceError)) throw e;
+      const hint = resume !== undefined && !givenDevs ? ` (the checkpoint ran there; --devices moves the run)` : '';
+      throw new UsageError(`--devices: ${e.message.replace(/^device: /, '')}${hint}`);
+      throw e;
+    }
+  }
   const out = (v.out as string | undefined) ?? (resume ? path.dirname(resume) : path.join('runs', `alexnet-mini-${stamp()}`));
+  checkOutDir(out);
+  const { towers: towersUsed, devices: devs } = config;
 
   let stopRequested = false;
   const onSigint = () => {
@@ -225,7 +298,8 @@ async function trainCommand(args: string[]): Promise<number> {
     : null;
   let barEpoch = -1;
   const t0 = performance.now();
-  console.log(`convnet train: ${config.model} width ${config.width}, ${towers} tower${towers > 1 ? 's' : ''} on ${devs.join(', ')}, ${config.epochs} epochs, batch ${config.batch}; writing to ${out}`);
+  console.log(`convnet train: ${config.model} width ${config.width}, ${towersUsed} tower${towersUsed > 1 ? 's' : ''} on ${devs.join(', ')}, ` +
+    `${config.epochs} epoch${config.epochs > 1 ? 's' : ''}, batch ${config.batch}, lr ${config.lr}, schedule ${config.schedule}${resume ? ` (from ${resume})` : ''}; writing to ${out}`);
   try {
     const result = await train(config, out, {
       onStep: (p) => {
@@ -257,9 +331,20 @@ async function trainCommand(args: string[]): Promise<number> {
         console.log(line);
       },
       shouldStop: () => stopRequested,
-    }, resume);
+    }, resume === undefined ? undefined : {
+      checkpoint: resume,
+      epochs: config.epochs,
+      devices: config.devices,
+      dataDir: config.dataDir,
+      logEvery: config.logEvery,
+    });
     bar?.stop();
     const secs = (performance.now() - t0) / 1000;
+    if (result.status === 'diverged' && result.diverged) {
+      const d = result.diverged;
+      console.error(`convnet train: ${d.phase === 'test' ? 'test ' : ''}loss became ${d.loss} at step ${d.step} (epoch ${d.epoch}); lower --lr (now ${d.lr}); nothing was saved over the last checkpoint`);
+      return 1;
+    }
     if (result.status === 'stopped') {
       console.log(`stopped after ${result.steps} steps (${fmtTime(secs)}); resume with: convnet train --resume ${result.checkpoint}`);
       return 130;
@@ -286,11 +371,19 @@ async function evalCommand(args: string[]): Promise<number> {
   if (typeof v.checkpoint !== 'string') throw new UsageError(`--checkpoint is required\n\n${EVAL_USAGE}`);
   if (!existsSync(v.checkpoint)) throw new UsageError(`--checkpoint: no such file '${v.checkpoint}'`);
   const limit = number('test-limit', v['test-limit'] as string | undefined, 0, nonNegativeInt, 'a non-negative integer');
-  const { loadCheckpoint, evaluate } = await import('../train/trainer.js');
+  const { loadCheckpoint, evaluate, readCheckpointState } = await import('../train/trainer.js');
   const { loadFashionMnist } = await import('../data/fashion-mnist.js');
   const { BatchLoader } = await import('../data/loader.js');
   const devs = typeof v.devices === 'string' ? v.devices.split(',').map((s) => s.trim()) : undefined;
-  const { model, state, opt } = await loadCheckpoint(v.checkpoint, devs);
+  const saved = await readCheckpointState(v.checkpoint, 'eval');
+  const towers = saved.config.towers;
+  if (devs && devs.length !== towers) {
+    throw new UsageError(`--devices must list ${towers} device${towers > 1 ? 's' : ''} for the checkpoint's ${towers} tower${towers > 1 ? 's' : ''}, received '${devs.join(',')}'`);
+  }
+  const { model, state, opt } = await loadCheckpoint(v.checkpoint, devs, {
+    state: saved,
+    onWarning: (m) => console.error(`convnet: warning: ${m}`),
+  });
   try {
     let test = await loadFashionMnist({ dataDir: (v['data-dir'] as string | undefined) ?? state.config.dataDir, split: 'test' });
     if (limit && limit < test.count) {

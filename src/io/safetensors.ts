@@ -11,15 +11,16 @@
  *
  * Saving is atomic: the file is written under a temporary name in the same folder, flushed to
  * disk (fsync) and renamed over the target, so a process killed during a save leaves the
- * previous checkpoint whole. (The killed save's temporary file, `.NAME.tmp-PID-N`, stays.)
+ * previous checkpoint whole. The killed save's temporary file, `.NAME.tmp-PID-N-R`, stays until
+ * the next save of the same file, which removes every such file whose writer process is gone.
  * Loading checks every field of the header before anything is copied, and copies into a
  * module's parameters only once every name and shape matches.
  */
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { open, readdir, readFile, rename, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
-import { FormatError } from '../errors.js';
+import { FormatError, IOError } from '../errors.js';
 import { native } from '../native.js';
 import { formatShape, Tensor, type DType } from '../tensor.js';
 
@@ -76,6 +77,59 @@ async function writeAll(fh: FileHandle, buf: Uint8Array): Promise<void> {
   }
 }
 
+/** The prefix of the temporary files of saves of `target` (an absolute path). */
+function tempPrefix(target: string): string {
+  return `.${path.basename(target)}.tmp-`;
+}
+
+/** Whether a process with this id is running (one that exists but is not ours counts). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the temporary files that interrupted saves of `file` left in its folder: those whose
+ * writer (the process id in the name) is no longer running. Saves under way in this or another
+ * live process are left alone. Returns the names removed; never throws.
+ */
+export async function removeStaleTemps(file: string): Promise<string[]> {
+  const target = path.resolve(file);
+  const dir = path.dirname(target);
+  const prefix = tempPrefix(target);
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(/^(\d+)-/.exec(name.slice(prefix.length))?.[1]);
+    if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid || alive(pid)) continue;
+    try {
+      await unlink(path.join(dir, name));
+      removed.push(name);
+    } catch {
+      // gone already, or not ours to remove
+    }
+  }
+  return removed;
+}
+
+/** The file system's reason without the path it names: 'permission denied (EACCES)'. */
+function reason(e: unknown): string {
+  const err = e as NodeJS.ErrnoException;
+  if (!err || typeof err.message !== 'string') return String(e);
+  const m = /^[A-Z0-9_]+: ([^,]+)/.exec(err.message);
+  return m && err.code ? `${m[1]} (${err.code})` : err.message;
+}
+
 /** Checks the metadata argument; returns a copy. */
 function checkMetadata(op: string, metadata: unknown): Record<string, string> {
   const out: Record<string, string> = Object.create(null);
@@ -124,7 +178,8 @@ async function writeSafetensors(op: string, file: string, entries: [string, Tens
 
   const target = path.resolve(file);
   const dir = path.dirname(target);
-  const temp = path.join(dir, `.${path.basename(target)}.tmp-${process.pid}-${++tempCounter}-${randomBytes(3).toString('hex')}`);
+  await removeStaleTemps(target);
+  const temp = path.join(dir, `${tempPrefix(target)}${process.pid}-${++tempCounter}-${randomBytes(3).toString('hex')}`);
   let fh: FileHandle | null = null;
   try {
     fh = await open(temp, 'wx', 0o644);
@@ -138,7 +193,7 @@ async function writeSafetensors(op: string, file: string, entries: [string, Tens
   } catch (e) {
     if (fh) await fh.close().catch(() => undefined);
     await unlink(temp).catch(() => undefined);
-    throw e;
+    throw new IOError(`${op}: cannot write '${file}': ${reason(e)}`, (e as NodeJS.ErrnoException)?.code ?? '');
   }
   // Make the rename durable. Some file systems refuse to fsync a folder; the file is already whole.
   try {
@@ -160,7 +215,8 @@ async function writeSafetensors(op: string, file: string, entries: [string, Tens
  * @param tensors float32 or int32 tensors on any device
  * @param metadata strings stored in the header's `__metadata__`
  * @throws FormatError for a reserved, empty or repeated name, a non-tensor, or non-string metadata;
- *   the file system's error when the file cannot be written (the previous file is untouched)
+ *   IOError naming the file and the system's reason when it cannot be written (the previous
+ *   file is untouched, and no temporary file is left)
  */
 export async function saveTensors(file: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>): Promise<void> {
   const op = 'saveTensors';
@@ -178,7 +234,7 @@ export async function saveTensors(file: string, tensors: Record<string, Tensor>,
  * ```
  *
  * @param extra strings stored in the header's `__metadata__` (epoch, optimiser or loader state...)
- * @throws FormatError as {@link saveTensors}
+ * @throws FormatError or IOError as {@link saveTensors}
  */
 export async function save(file: string, module: NamedParameters, extra?: Record<string, string>): Promise<void> {
   const op = 'save';
@@ -324,6 +380,32 @@ export interface LoadOptions {
    * (a training checkpoint also holds optimizer state) and returned in `rest`.
    */
   unexpected?: 'error' | 'return';
+  /**
+   * Told when the file holds NaN or infinite values (a run that diverged): one line naming
+   * the tensors and their counts. The weights load all the same. Default: `console.warn`.
+   */
+  onWarning?: (message: string) => void;
+}
+
+/** 'fc.weight' 3 NaN, 1 Inf; ... for the F32 tensors that hold non-finite values; '' when none. */
+function nonFinite(tensors: Record<string, HostTensor>): string {
+  const parts: string[] = [];
+  let count = 0;
+  for (const [name, t] of Object.entries(tensors)) {
+    if (t.dtype !== 'F32') continue;
+    let nan = 0, inf = 0;
+    const d = t.data;
+    for (let i = 0; i < d.length; i++) {
+      const v = d[i];
+      if (v !== v) nan++;
+      else if (v === Infinity || v === -Infinity) inf++;
+    }
+    if (nan + inf === 0) continue;
+    count++;
+    if (parts.length < MAX_LISTED) parts.push(`'${name}' ${[nan ? `${nan} NaN` : '', inf ? `${inf} Inf` : ''].filter(Boolean).join(', ')}`);
+  }
+  if (count === 0) return '';
+  return parts.join('; ') + (count > parts.length ? `; and ${count - parts.length} more tensors` : '');
 }
 
 export async function load(file: string, module: NamedParameters, opts: LoadOptions = {}): Promise<{ metadata: Record<string, string>; rest: Record<string, HostTensor> }> {
@@ -359,6 +441,8 @@ export async function load(file: string, module: NamedParameters, opts: LoadOpti
     const more = problems.length > MAX_LISTED ? `; and ${problems.length - MAX_LISTED} more` : '';
     throw new FormatError(`${op}: ${file} does not match the module: ${listed}${more}`);
   }
+  const bad = nonFinite(tensors);
+  if (bad) (opts.onWarning ?? console.warn)(`${op}: ${file} holds non-finite values (a run that diverged?): ${bad}`);
   // Checked again: a parameter may have been disposed while the file was read.
   const handles = params.map(([name, p]) => p._handle(op, `parameter '${name}'`));
   params.forEach(([name], i) => native.upload(handles[i], tensors[name].data));
