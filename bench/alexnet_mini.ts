@@ -1,5 +1,5 @@
 /**
- * AlexNet-mini (docs: /work/shared/spec/alexnet.md, section 2) as a list of layers, with the
+ * AlexNet-mini (docs/alexnet.md) as a list of layers, with the
  * shapes each layer sees at a given batch and width. The same list drives the per-op
  * measurements (one layer at a time) and the whole training step, so both use identical shapes.
  * The PyTorch peer (peers/torch_cpu.py) builds the same list; the driver checks that the op

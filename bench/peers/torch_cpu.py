@@ -1,6 +1,6 @@
 """PyTorch peer of the `cpu` benchmark suite (bench/main.ts cpu).
 
-Measures AlexNet-mini (/work/shared/spec/alexnet.md, section 2) on the CPU with PyTorch, at the
+Measures AlexNet-mini (docs/alexnet.md) on the CPU with PyTorch, at the
 same layer shapes and with the same recipe as bench/alexnet_mini.ts:
   - per op: the forward time of each layer alone, and the time of y.backward(grad_output)
     through that layer alone (a one-op graph over a leaf input, as the TypeScript side does);

@@ -1,6 +1,6 @@
 """PyTorch peer of `convnet train`: AlexNet-mini on Fashion-MNIST with the same recipe.
 
-The network of /work/shared/spec/alexnet.md section 2 (groups 2 in conv2, conv4, conv5; LRN
+The network of docs/alexnet.md, AlexNet-mini (groups 2 in conv2, conv4, conv5; LRN
 n=5, alpha 1e-4, beta 0.75, k 2; dropout 0.5 in fc6 and fc7), He-normal weights and zero
 biases, SGD lr 0.01, momentum 0.9, weight decay 5e-4, batch 128, random horizontal flips,
 normalised by the training set's mean and std, lr / 10 after epoch --drop. Reads the gzip IDX
