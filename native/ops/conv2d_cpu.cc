@@ -22,7 +22,12 @@
 // pool is handed to sgemm instead.
 #include "ops/conv2d.h"
 
+#if defined(__x86_64__) || defined(_M_X64)
+#define CN_X86 1
 #include <immintrin.h>
+#else
+#define CN_X86 0
+#endif
 
 #include <algorithm>
 #include <cstring>
@@ -95,15 +100,21 @@ inline void copy_row(const float* src, int n, float* dst) {
     for (int i = 0; i < n; ++i) dst[i] = src[i];
     return;
   }
+#if CN_X86
   int i = 0;
   for (; i + 4 <= n; i += 4) _mm_storeu_ps(dst + i, _mm_loadu_ps(src + i));
   if (i < n) _mm_storeu_ps(dst + n - 4, _mm_loadu_ps(src + n - 4));
+#else
+  std::memcpy(dst, src, sizeof(float) * n);
+#endif
 }
 
 inline void add_row(const float* src, int n, float* dst) {
   int i = 0;
+#if CN_X86
   for (; i + 4 <= n; i += 4)
     _mm_storeu_ps(dst + i, _mm_add_ps(_mm_loadu_ps(dst + i), _mm_loadu_ps(src + i)));
+#endif
   for (; i < n; ++i) dst[i] += src[i];
 }
 

@@ -14,6 +14,9 @@ namespace cn {
 void sgemm(ThreadPool* pool, bool transA, bool transB, int M, int N, int K, float alpha,
            const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc);
 
+// The micro-kernel chosen for this CPU: "avx512", "avx2", "sse" or "portable".
+const char* sgemm_kernel_name();
+
 // The plain triple loop, kept as the reference the fast path is tested against.
 void sgemm_reference(bool transA, bool transB, int M, int N, int K, float alpha, const float* A,
                      int lda, const float* B, int ldb, float beta, float* C, int ldc);

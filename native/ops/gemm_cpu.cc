@@ -14,6 +14,7 @@
 //   avx512  8 x 32  (16 zmm accumulators; MR = 8 divides every AlexNet channel count)
 //   avx2    6 x 16  (12 ymm accumulators, the classic Haswell shape)
 //   sse     6 x 8   (12 xmm accumulators, baseline x86-64, no FMA)
+//   portable 8 x 8  (plain C++ the compiler vectorises: NEON on aarch64; on x86 only on request)
 // Each also has a half-width variant (MR x NR/2) used for the last column panel when at most
 // NR/2 columns remain, so N = 36 is not padded to 64. Ragged M/N edges are computed into a
 // scratch tile and then merged, so C outside the M x N window is never touched.
@@ -21,7 +22,8 @@
 // MC = 192 (A block <= 192 KiB in L2), NC = 3072. K and M are split into equal-sized blocks
 // rather than full blocks plus a sliver.
 // M == 1 or N == 1 (matrix-vector) skips packing and runs on the calling thread.
-// The environment variable CN_SGEMM_ISA (avx512 | avx2 | sse) caps the choice, for testing.
+// The environment variable CN_SGEMM_ISA (avx512 | avx2 | sse | portable) caps the choice, for
+// testing. Builds for other processors (aarch64: Grace, Jetson) have the portable kernel only.
 //
 // Threads: with a pool, C is split into contiguous ranges of whole column micro-panels (or row
 // micro-panels when N has too few), one range per worker; each worker runs the serial blocked
@@ -30,7 +32,12 @@
 // more than it saves.
 #include "ops/gemm.h"
 
+#if defined(__x86_64__) || defined(_M_X64)
+#define CN_X86 1
 #include <immintrin.h>
+#else
+#define CN_X86 0
+#endif
 
 #include <algorithm>
 #include <cstdlib>
@@ -57,6 +64,7 @@ constexpr int KC = 256;
 constexpr int MC = 192;
 constexpr int NC = 3072;
 
+#if CN_X86
 template <int MR, int NV>
 __attribute__((target("avx512f"))) void kernel_avx512(int kc, const float* a, const float* b,
                                                       float* c, int64_t ldc, float beta) {
@@ -145,17 +153,49 @@ void kernel_sse(int kc, const float* a, const float* b, float* c, int64_t ldc, f
 const Isa kAvx512{"avx512", 8, 32, kernel_avx512<8, 2>, kernel_avx512<8, 1>};
 const Isa kAvx2{"avx2", 6, 16, kernel_avx2<6, 2>, kernel_avx2<6, 1>};
 const Isa kSse{"sse", 6, 8, kernel_sse<6, 2>, kernel_sse<6, 1>};
+#endif
+
+// The portable micro-kernel: the same register tile in plain C++. With -O3 the compiler keeps
+// acc in vector registers and vectorises the j loops (NEON on aarch64, SSE on x86-64).
+template <int MR, int NR>
+void kernel_portable(int kc, const float* a, const float* b, float* c, int64_t ldc, float beta) {
+  float acc[MR][NR] = {};
+  for (int k = 0; k < kc; ++k) {
+    for (int i = 0; i < MR; ++i) {
+      const float ai = a[i];
+      for (int j = 0; j < NR; ++j) acc[i][j] += ai * b[j];
+    }
+    a += MR;
+    b += NR;
+  }
+  for (int i = 0; i < MR; ++i) {
+    float* p = c + i * ldc;
+    if (beta == 0.0f) {
+      for (int j = 0; j < NR; ++j) p[j] = acc[i][j];
+    } else {
+      for (int j = 0; j < NR; ++j) p[j] = acc[i][j] + beta * p[j];
+    }
+  }
+}
+
+const Isa kPortable{"portable", 8, 8, kernel_portable<8, 8>, kernel_portable<8, 4>};
 
 const Isa& choose_isa() {
+  const char* cap = std::getenv("CN_SGEMM_ISA");
+  if (cap && std::strcmp(cap, "portable") == 0) return kPortable;
+#if CN_X86
   __builtin_cpu_init();
   int level = 0;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) level = 1;
   if (level == 1 && __builtin_cpu_supports("avx512f")) level = 2;
-  if (const char* cap = std::getenv("CN_SGEMM_ISA")) {
+  if (cap) {
     if (std::strcmp(cap, "sse") == 0) level = 0;
     if (std::strcmp(cap, "avx2") == 0) level = std::min(level, 1);
   }
   return level == 2 ? kAvx512 : level == 1 ? kAvx2 : kSse;
+#else
+  return kPortable;
+#endif
 }
 
 const Isa& isa() {
@@ -189,8 +229,9 @@ int block_size(int n, int cap, int unit) {
 // which otherwise dominate packing for transposed operands.
 void pack_transposed(const float* src, int64_t ld, int rows, int len, float scale, int width,
                      float* dst) {
-  const __m128 s4 = _mm_set1_ps(scale);
   int r = 0;
+#if CN_X86
+  const __m128 s4 = _mm_set1_ps(scale);
   for (; r + 4 <= rows; r += 4) {
     const float* s0 = src + r * ld;
     const float* s1 = s0 + ld;
@@ -215,6 +256,7 @@ void pack_transposed(const float* src, int64_t ld, int rows, int len, float scal
       o[3] = scale * s3[k];
     }
   }
+#endif
   for (; r < rows; ++r) {
     const float* s0 = src + r * ld;
     for (int k = 0; k < len; ++k) dst[int64_t(k) * width + r] = scale * s0[k];
@@ -327,14 +369,25 @@ void gemm_serial(const Isa& I, bool tA, bool tB, int M, int N, int K, float alph
 // use of each element and pad the vector side to a full micro-tile, so these run directly on
 // the matrix instead: out[r] = dot(mat row r, v) or out += v[k] * mat row k.
 float dot(const float* a, const float* b, int n) {
-  __m128 s0 = _mm_setzero_ps(), s1 = _mm_setzero_ps();
   int k = 0;
+  float lanes[4];
+#if CN_X86
+  __m128 s0 = _mm_setzero_ps(), s1 = _mm_setzero_ps();
   for (; k + 8 <= n; k += 8) {
     s0 = _mm_add_ps(s0, _mm_mul_ps(_mm_loadu_ps(a + k), _mm_loadu_ps(b + k)));
     s1 = _mm_add_ps(s1, _mm_mul_ps(_mm_loadu_ps(a + k + 4), _mm_loadu_ps(b + k + 4)));
   }
-  float lanes[4];
   _mm_storeu_ps(lanes, _mm_add_ps(s0, s1));
+#else
+  // The same eight running sums in plain C++ (vectorised by the compiler).
+  float s0[4] = {}, s1[4] = {};
+  for (; k + 8 <= n; k += 8)
+    for (int l = 0; l < 4; ++l) {
+      s0[l] += a[k + l] * b[k + l];
+      s1[l] += a[k + 4 + l] * b[k + 4 + l];
+    }
+  for (int l = 0; l < 4; ++l) lanes[l] = s0[l] + s1[l];
+#endif
   float sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
   for (; k < n; ++k) sum += a[k] * b[k];
   return sum;
@@ -457,5 +510,7 @@ void sgemm_reference(bool transA, bool transB, int M, int N, int K, float alpha,
     }
   }
 }
+
+const char* sgemm_kernel_name() { return isa().name; }
 
 }  // namespace cn

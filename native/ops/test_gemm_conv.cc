@@ -7,7 +7,7 @@
 //       random shapes (groups, stride, padding, 1x1, odd sizes), outputs NaN-poisoned first.
 //   (c) the backward passes vs central finite differences of a double-precision forward.
 //   (d) timings of the AlexNet-mini (width 0.5, batch 128) conv layers and of two GEMMs.
-// Exits non-zero on any mismatch. CN_SGEMM_ISA=avx2|sse caps the micro-kernel for a run.
+// Exits non-zero on any mismatch. CN_SGEMM_ISA=avx2|sse|portable caps the micro-kernel for a run.
 //
 // Build from the repository root (pass --no-bench to skip the timings):
 //   g++ -O3 -std=c++17 -pthread -Inative native/core/parallel.cc native/ops/gemm_cpu.cc
@@ -384,6 +384,7 @@ void bench(ThreadPool* pool) {
 int main(int argc, char** argv) {
   ThreadPool pool(2);
   bool timings = !(argc > 1 && std::string(argv[1]) == "--no-bench");
+  std::printf("sgemm micro-kernel: %s\n", sgemm_kernel_name());
   test_gemm(&pool);
   test_conv(&pool);
   test_finite_diff(&pool);
