@@ -121,19 +121,8 @@ int64_t sum_sat(int64_t a, int64_t b) { return a > kSaturated - b ? kSaturated :
 
 class Guard {
  public:
-  // names: the op's integer arguments, comma-separated, in order (for messages).
-  Guard(const OpCall& c, const char* op, const char* names) : c_(c), op_(op) {
-    std::string cur;
-    for (const char* p = names; *p; ++p) {
-      if (*p == ',') {
-        names_.push_back(cur);
-        cur.clear();
-      } else {
-        cur += *p;
-      }
-    }
-    names_.push_back(cur);
-  }
+  // names: the op's integer arguments, comma-separated, in order (read only for messages).
+  Guard(const OpCall& c, const char* op, const char* names) : c_(c), op_(op), names_(names) {}
 
   // Integer argument k in [lo, hi].
   int64_t get(size_t k, int64_t lo, int64_t hi) const {
@@ -178,10 +167,20 @@ class Guard {
   }
 
  private:
-  std::string name(size_t k) const { return k < names_.size() ? names_[k] : "int " + std::to_string(k); }
+  // The k-th name of names_, or "int k" when there are fewer names.
+  std::string name(size_t k) const {
+    const char* p = names_;
+    for (size_t i = 0; i < k && p; ++i) {
+      p = std::strchr(p, ',');
+      if (p) ++p;
+    }
+    if (!p || !*p) return "int " + std::to_string(k);
+    const char* end = std::strchr(p, ',');
+    return end ? std::string(p, end) : std::string(p);
+  }
   const OpCall& c_;
   const char* op_;
-  std::vector<std::string> names_;
+  const char* names_;
 };
 
 // Element-wise ops: [count] first, every listed tensor holds count elements.
