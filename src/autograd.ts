@@ -102,7 +102,15 @@ export class Node {
 
 let gradEnabled = true;
 
-/** Runs fn without recording any op for backward. */
+/**
+ * Runs fn without recording any op for backward and returns its result (for evaluation, and
+ * for updates made by hand). Calls nest.
+ *
+ * @example
+ * ```ts
+ * const logits = cn.noGrad(() => model.forward(x)); // no graph, logits.requiresGrad is false
+ * ```
+ */
 export function noGrad<T>(fn: () => T): T {
   const prev = gradEnabled;
   gradEnabled = false;
@@ -277,7 +285,18 @@ function runGraph(rootNode: Node, root: Tensor, gradOutput?: Tensor): void {
 
 setBackward(backward);
 
-/** Clears the gradients of these tensors. */
+/**
+ * Clears the gradients of these tensors: each `.grad` is disposed and set to null (the next
+ * `backward()` starts from zero).
+ *
+ * @example
+ * ```ts
+ * const w = cn.randn([10, 784], { seed: 1, std: 0.01, requiresGrad: true });
+ * cn.softmaxCrossEntropy(cn.linear(x, w, null), labels).backward();
+ * cn.zeroGrad([w]); // w.grad is null again
+ * ```
+ */
+
 export function zeroGrad(tensors: Iterable<Tensor>): void {
   for (const t of tensors) {
     t.grad?.dispose();

@@ -5,24 +5,39 @@ import { fileURLToPath } from 'node:url';
 
 import { addonOrigin, native, type AddonSource } from './native.js';
 
+/** One entry of {@link devices}. */
 export interface DeviceInfo {
   /** 'cpu:0', 'cpu:1', ..., 'cuda:0', ... */
   id: string;
+  /** A CPU queue or a GPU. */
   kind: 'cpu' | 'cuda';
+  /** A readable name, e.g. `'CPU queue 0 (2 threads)'` or the GPU's model name. */
   name: string;
   /** CUDA devices only, e.g. '9.0'. */
   computeCapability?: string;
+  /** The device's memory in bytes (the host's memory for a CPU queue). */
   memoryBytes: number;
 }
 
-/** Every usable device: the CPU queues (CONVNET_CPU_DEVICES, default 2) and the CUDA devices. */
+/**
+ * Every usable device: the CPU queues (CONVNET_CPU_DEVICES, default 2) and the CUDA devices
+ * (CONVNET_VIRTUAL_GPUS shows more logical GPUs than there are cards).
+ *
+ * @example
+ * ```ts
+ * const gpu = cn.devices().find((d) => d.kind === 'cuda');
+ * const device = gpu ? gpu.id : 'cpu:0';
+ * ```
+ */
 export function devices(): DeviceInfo[] {
   return native.devices();
 }
 
+/** What {@link buildInfo} returns: how this copy of the addon was built. */
 export interface BuildInfo {
   /** Whether the CUDA backend was compiled in. */
   cuda: boolean;
+  /** The CUDA toolkit version compiled against, when `cuda` is true. */
   cudaVersion?: string;
   /** CUDA targets of the fat binary, e.g. ['sm_75', 'sm_90']. */
   archs?: string[];
@@ -31,9 +46,19 @@ export interface BuildInfo {
   /** The package version. */
   version: string;
   /** The native ops and whether each has a CUDA kernel in this build. */
-  ops: { name: string; cuda: boolean }[];
+  ops: {
+    /** The native op's name, e.g. `conv2d_forward`. */
+    name: string;
+    /** Whether the op has a CUDA kernel. */
+    cuda: boolean;
+  }[];
   /** The addon file in use and how it was made: built from source here, prebuilt, or CONVNET_ADDON. */
-  addon: { path: string; source: AddonSource };
+  addon: {
+    /** The absolute path of the loaded `convnet.node`. */
+    path: string;
+    /** How the file came to be. */
+    source: AddonSource;
+  };
 }
 
 let version: string | undefined;
@@ -51,16 +76,40 @@ function packageVersion(): string {
   return (version = 'unknown');
 }
 
+/**
+ * Facts about this build: whether CUDA was compiled in, its version and target architectures,
+ * the native ops, the package version and which addon file was loaded.
+ *
+ * @example
+ * ```ts
+ * const info = cn.buildInfo();
+ * console.log(info.version, info.cuda ? info.archs : 'CPU only', info.addon.source);
+ * ```
+ */
 export function buildInfo(): BuildInfo {
   const b = native.buildInfo();
   return { ...b, cudnn: 'not linked', version: packageVersion(), addon: { ...addonOrigin } };
 }
 
-/** Waits until every op queued on the device so far has run; rethrows a deferred device error. */
+/**
+ * Waits until every op queued on the device so far has run; rethrows a deferred device error.
+ * `'cpu'` and `'cuda'` mean `'cpu:0'` and `'cuda:0'`.
+ *
+ * @throws DeviceError for an unknown device; CudaError for an error the device's queue reported
+ *
+ * @example
+ * ```ts
+ * const t0 = performance.now();
+ * const y = cn.conv2d(x, w, b, { padding: 2 });
+ * await cn.synchronize(y.device); // the op has run
+ * console.log(performance.now() - t0, 'ms');
+ * ```
+ */
 export function synchronize(device: string): Promise<void> {
   return native.synchronize(device === 'cpu' ? 'cpu:0' : device === 'cuda' ? 'cuda:0' : device);
 }
 
+/** What {@link allocatorStats} returns, in bytes except `blocks`. */
 export interface AllocatorStats {
   /** Bytes handed out by the device's caching allocator and not yet released. */
   inUse: number;
@@ -76,33 +125,75 @@ export interface AllocatorStats {
  * The caching allocator's own counts for a device. They include memory that queued work still
  * holds (after dispose, until the op that reads it has run) and blocks rounded up in size, so
  * they differ from `memory()`, which counts live tensors exactly.
+ *
+ * @throws DeviceError for an unknown device
+ *
+ * @example
+ * ```ts
+ * const { inUse, cached, peak } = cn.allocatorStats('cuda:0');
+ * ```
  */
 export function allocatorStats(device: string): AllocatorStats {
   return native.memoryStats(device === 'cpu' ? 'cpu:0' : device === 'cuda' ? 'cuda:0' : device);
 }
 
-/** Returns a device's cached free blocks to the system (or the GPU). */
+/**
+ * Returns a device's cached free blocks to the system (or the GPU). Memory in use is not
+ * touched; later allocations are just slower until the cache fills again.
+ *
+ * @throws DeviceError for an unknown device
+ *
+ * @example
+ * ```ts
+ * model.dispose();
+ * cn.emptyCache('cuda:0'); // allocatorStats('cuda:0').cached drops
+ * ```
+ */
 export function emptyCache(device: string): void {
   native.emptyCache(device === 'cpu' ? 'cpu:0' : device === 'cuda' ? 'cuda:0' : device);
 }
 
 /** One op as its device's queue ran it: times in microseconds on one process-wide clock. */
 export interface TraceEvent {
+  /** The device whose queue ran the op, e.g. `'cuda:0'`. */
   device: string;
+  /** The native op's name, e.g. `conv2d_forward`. */
   op: string;
+  /** When the op started, in microseconds. */
   start: number;
+  /** When it finished, in microseconds. */
   end: number;
 }
 
 /**
  * Records every op that any device's queue runs from now until `traceStop()`. On CUDA devices
  * the times are when the queue issued the work to the stream, not when the GPU ran it.
+ *
+ * @example
+ * ```ts
+ * cn.traceStart();
+ * model.forward(x).dispose();
+ * await cn.synchronize('cpu:0');
+ * for (const e of cn.traceStop()) console.log(e.device, e.op, e.end - e.start, 'us');
+ * ```
  */
 export function traceStart(): void {
   native.traceStart();
 }
 
-/** Stops recording and returns what was recorded, in the order the ops finished. */
+/**
+ * Stops recording and returns what was recorded, in the order the ops finished. Ops still in
+ * a queue are not included: call {@link synchronize} first.
+ *
+ * @example
+ * ```ts
+ * cn.traceStart();
+ * cn.relu(x).dispose();
+ * await cn.synchronize(x.device);
+ * const events = cn.traceStop(); // [{ device: 'cpu:0', op: 'relu_forward', start, end }]
+ * ```
+ */
+
 export function traceStop(): TraceEvent[] {
   return native.traceStop();
 }

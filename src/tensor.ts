@@ -11,6 +11,7 @@
 import { DisposedError, ShapeError } from './errors.js';
 import { native, type NativeHandle } from './native.js';
 
+/** The element type of a tensor: `float32` for data, `int32` for labels and indices. */
 export type DType = 'float32' | 'int32';
 export type TypedArrayOf<D extends DType> = D extends 'int32' ? Int32Array : Float32Array;
 
@@ -86,7 +87,9 @@ const scopes: Set<Tensor>[] = [];
 
 /** Options shared by tensor constructors. */
 export interface TensorOptions {
+  /** Where the tensor lives: `'cpu:0'` (default; `'cpu'` means the same), `'cpu:1'`, `'cuda:0'`, ... */
   device?: string;
+  /** Make a leaf that collects `.grad` in `backward()`; float32 only. Default false. */
   requiresGrad?: boolean;
 }
 
@@ -126,10 +129,28 @@ export function checkShape(op: string, arg: string, shape: readonly number[]): n
   return size;
 }
 
+/**
+ * An n-dimensional array of float32 or int32 on one device: dense, row-major (NCHW for images).
+ * Make tensors with {@link tensor}, {@link zeros}, {@link full}, {@link randn} or an op; free
+ * them with `dispose()` or {@link scope}. Methods that read a disposed tensor throw
+ * `DisposedError`.
+ *
+ * @example
+ * ```ts
+ * const x = cn.tensor([1, 2, 3, 4, 5, 6], [2, 3]);
+ * console.log(x.shape, x.dtype, x.device, x.size); // [2, 3] 'float32' 'cpu:0' 6
+ * console.log(await x.array());                    // [[1, 2, 3], [4, 5, 6]]
+ * x.dispose();
+ * ```
+ */
 export class Tensor {
+  /** The dimensions, outermost first (frozen); `[]` for a scalar. */
   readonly shape: readonly number[];
+  /** The element type. */
   readonly dtype: DType;
+  /** The normalised device id, e.g. `'cpu:0'` or `'cuda:1'`. */
   readonly device: string;
+  /** The number of elements: the product of `shape` (1 for a scalar). */
   readonly size: number;
   /** True for leaves that collect gradients and for results of ops on such tensors. */
   requiresGrad: boolean;
@@ -170,10 +191,12 @@ export class Tensor {
     return this._state.node;
   }
 
+  /** True once `dispose()` has run (directly, through `scope`, or by the garbage collector). */
   get disposed(): boolean {
     return this._state.disposed;
   }
 
+  /** The number of dimensions, `shape.length`. */
   get rank(): number {
     return this.shape.length;
   }
@@ -209,12 +232,23 @@ export class Tensor {
     return build(0, 0);
   }
 
-  /** Runs backward from this tensor; see autograd.ts. */
+  /**
+   * Computes the gradients of this tensor with respect to every leaf that requires grad and
+   * adds them to the leaves' `.grad` (they accumulate until `zeroGrad`). The graph is freed as
+   * it goes, so a second `backward()` through it throws `DisposedError`.
+   *
+   * @param gradOutput the gradient of the final result with respect to this tensor, same shape
+   *   and device; required unless the tensor has one element (then 1)
+   * @throws ShapeError when the tensor does not require grad, or gradOutput is missing for a
+   *   non-scalar or has another shape; DeviceError when gradOutput is on another device
+   */
+
   backward(gradOutput?: Tensor): void {
     // Imported lazily: autograd imports this module.
     backwardImpl(this, gradOutput);
   }
 
+  /** A short description, e.g. `Tensor([2, 3], float32, cpu:0)`; does not read the data. */
   toString(): string {
     return `Tensor(${formatShape(this.shape)}, ${this.dtype}, ${this.device}${this.disposed ? ', disposed' : ''})`;
   }
@@ -254,8 +288,23 @@ export function view(storage: Storage, shape: readonly number[], dtype: DType): 
   return new Tensor(storage.retain(), shape, dtype);
 }
 
-/** Live tensors and bytes of live storage per device. */
-export function memory(): { tensors: number; bytes: Record<string, number> } {
+/**
+ * Live tensors and bytes of live storage per device. Views share storage, so their bytes count
+ * once; storage saved by autograd for backward counts until the graph is freed.
+ *
+ * @example
+ * ```ts
+ * const before = cn.memory().tensors;
+ * cn.zeros([1024]).dispose();
+ * console.log(cn.memory().tensors === before); // true
+ * ```
+ */
+export function memory(): {
+  /** Tensors created and not yet disposed. */
+  tensors: number;
+  /** Bytes of live storage by device id. */
+  bytes: Record<string, number>;
+} {
   const bytes: Record<string, number> = {};
   for (const [d, b] of liveBytes) bytes[d] = b;
   return { tensors: liveTensors, bytes };
@@ -264,7 +313,19 @@ export function memory(): { tensors: number; bytes: Record<string, number> } {
 /**
  * Runs fn and disposes every tensor created inside it, except those it returns (a tensor, or
  * tensors inside a returned array or plain object, one level deep). fn must be synchronous.
+ * Scopes nest: the tensors kept move to the enclosing scope.
+ *
+ * @throws TypeError when fn returns a Promise (everything made inside is disposed first)
+ *
+ * @example
+ * ```ts
+ * const y = cn.scope(() => {
+ *   const h = cn.relu(cn.randn([4, 8], { seed: 1 }));
+ *   return cn.flatten(h); // h is disposed on return; y is kept
+ * });
+ * ```
  */
+
 export function scope<T>(fn: () => T): T {
   const created = new Set<Tensor>();
   scopes.push(created);

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The one command for the GPU machine (see README.md here and /work/shared/gpu/README.md):
+# The one command for the GPU machine (see README.md here):
+
 # unpacks the node binary that travelled in .device/, records the GPU and driver, then runs the
 # full check, memcheck and racecheck. Results go to $OUT (default bench/results/tmp/gpu-check).
 #   bash bench/gpu-check/run-on-gpu.sh [extra check.mjs options]

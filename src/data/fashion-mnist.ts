@@ -25,11 +25,15 @@ export interface ImageDataset {
   images: Uint8Array;
   /** count labels in [0, 10). */
   labels: Uint8Array;
+  /** The number of images. */
   count: number;
+  /** Image height in pixels (28 for Fashion-MNIST). */
   rows: number;
+  /** Image width in pixels (28 for Fashion-MNIST). */
   cols: number;
 }
 
+/** Options of {@link loadFashionMnist}. */
 export interface FashionMnistOptions {
   /** The folder holding the four `.gz` files; defaults to {@link FASHION_MNIST_DIR}. */
   dataDir?: string;
@@ -37,8 +41,21 @@ export interface FashionMnistOptions {
   split: 'train' | 'test';
 }
 
-/** The names of a split's two files. */
-export function fashionMnistFiles(split: 'train' | 'test'): { images: string; labels: string } {
+/**
+ * The names of a split's two files (inside {@link FASHION_MNIST_DIR} or `dataDir`).
+ *
+ * @example
+ * ```ts
+ * cn.fashionMnistFiles('test');
+ * // { images: 't10k-images-idx3-ubyte.gz', labels: 't10k-labels-idx1-ubyte.gz' }
+ * ```
+ */
+export function fashionMnistFiles(split: 'train' | 'test'): {
+  /** The images file, e.g. `train-images-idx3-ubyte.gz`. */
+  images: string;
+  /** The labels file, e.g. `train-labels-idx1-ubyte.gz`. */
+  labels: string;
+} {
   const prefix = split === 'train' ? 'train' : 't10k';
   return { images: `${prefix}-images-idx3-ubyte.gz`, labels: `${prefix}-labels-idx1-ubyte.gz` };
 }
@@ -58,16 +75,19 @@ function howToGet(dir: string): string {
 /**
  * Loads one split of Fashion-MNIST into memory. Decompression runs off the JS thread.
  *
- * ```ts
- * const train = await loadFashionMnist({ split: 'train' });
- * train.count; // 60000
- * ```
+ * @throws FormatError naming the file and the problem when the split is not `'train'` or
+ *   `'test'`, the folder or a file is missing (the message says how to get the data), a file is
+ *   not gzip, is truncated, has the wrong magic number or dims that do not match its length,
+ *   the image and label counts differ, or a label is 10 or more.
  *
- * @throws FormatError naming the file and the problem when the folder or a file is missing
- *   (the message says how to get the data), a file is not gzip, is truncated, has the wrong
- *   magic number or dims that do not match its length, the image and label counts differ, or
- *   a label is 10 or more.
+ * @example
+ * ```ts
+ * const train = await cn.loadFashionMnist({ split: 'train' });
+ * train.count; // 60000
+ * const test = await cn.loadFashionMnist({ split: 'test', dataDir: './data' });
+ * ```
  */
+
 export async function loadFashionMnist(opts: FashionMnistOptions): Promise<ImageDataset> {
   const split = opts?.split;
   if (split !== 'train' && split !== 'test') {

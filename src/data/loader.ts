@@ -22,7 +22,9 @@ import type { ImageDataset } from './fashion-mnist.js';
 
 /** Mean and standard deviation of the pixels, on the [0, 1] scale (pixel / 255). */
 export interface Normalization {
+  /** The mean pixel value. */
   mean: number;
+  /** The standard deviation of the pixel values (positive). */
   std: number;
 }
 
@@ -36,6 +38,7 @@ export interface CropOptions {
   center?: boolean;
 }
 
+/** Options of {@link BatchLoader}. */
 export interface BatchLoaderOptions {
   /** Images per batch. */
   batchSize: number;
@@ -68,19 +71,29 @@ export interface Batch {
   indices: Int32Array;
   /** Which epoch and which batch of it. */
   epoch: number;
+  /** The batch's index within its epoch, from 0. */
   batch: number;
 }
 
 /** Where a loader stands: the next batch `iterate()` yields is `batchAt(epoch, batch)`. */
 export interface LoaderState {
+  /** The seed of the order, flips and crops. */
   seed: number;
+  /** The epoch of the next batch, from 0. */
   epoch: number;
+  /** The index of the next batch within that epoch. */
   batch: number;
 }
 
 /**
  * Mean and standard deviation of all pixels of a data set, on the [0, 1] scale. Compute them
  * on the training set and use them for every split.
+ *
+ * @example
+ * ```ts
+ * const train = await cn.loadFashionMnist({ split: 'train' });
+ * const { mean, std } = cn.normalizationStats(train); // about 0.286 and 0.353
+ * ```
  */
 export function normalizationStats(ds: ImageDataset): Normalization {
   const hist = new Float64Array(256);
@@ -136,17 +149,47 @@ function checkInt(arg: string, v: unknown, min: number): number {
  * Batches over an in-memory data set. Iterating (`for (const b of loader)`, or
  * `for await (const b of loader)` with prefetching) yields the rest of the current epoch and
  * moves the state on one batch per batch yielded; the next loop yields the next epoch.
+ * Everything is a pure function of the seed, the options and `(epoch, batch)`, so a saved
+ * {@link BatchLoader.state | state} resumes exactly.
+ *
+ * @throws ShapeError from the constructor for a malformed data set or bad options
+ *
+ * @example
+ * ```ts
+ * const train = await cn.loadFashionMnist({ split: 'train' });
+ * const test = await cn.loadFashionMnist({ split: 'test' });
+ * const loader = new cn.BatchLoader(train, { batchSize: 128, seed: 1, flip: true, crop: true });
+ * const testLoader = new cn.BatchLoader(test, { batchSize: 1000, shuffle: false, normalize: loader.normalization });
+ * for await (const b of loader) {
+ *   const { x, labels } = cn.batchToTensors(b, 'cpu:0');
+ *   // ... train on x, labels, then dispose them
+ * }
+ * ```
  */
 export class BatchLoader {
+  /** The data set the batches are cut from. */
   readonly dataset: ImageDataset;
+  /** Images per batch (the last batch may be smaller unless `dropLast`). */
   readonly batchSize: number;
+  /** Whether each epoch has its own order. */
   readonly shuffle: boolean;
+  /** Probability of mirroring an image left-right, in [0, 1]. */
   readonly flipProbability: number;
+  /** Whether a last batch smaller than batchSize is left out. */
   readonly dropLast: boolean;
   /** The statistics this loader normalises with; pass them to the test split's loader. */
   readonly normalization: Normalization;
   /** The padding and crop window, or null without cropping. */
-  readonly crop: { padding: number; height: number; width: number; center: boolean } | null;
+  readonly crop: {
+    /** Zero pixels added on each side before cropping. */
+    padding: number;
+    /** The crop's height in pixels. */
+    height: number;
+    /** The crop's width in pixels. */
+    width: number;
+    /** Whether the centre window is taken instead of a random one. */
+    center: boolean;
+  } | null;
   /** Batches in one epoch. */
   readonly batchesPerEpoch: number;
 
@@ -374,10 +417,12 @@ export class BatchLoader {
     }
   }
 
+  /** `for (const b of loader)`: the same as {@link iterate}. */
   [Symbol.iterator](): Generator<Batch, void, undefined> {
     return this.iterate();
   }
 
+  /** `for await (const b of loader)`: the same as {@link prefetch}. */
   [Symbol.asyncIterator](): AsyncGenerator<Batch, void, undefined> {
     return this.prefetch();
   }
@@ -386,8 +431,30 @@ export class BatchLoader {
 /**
  * A batch as tensors on a device: `x` float32 [B, 1, H, W] and `labels` int32 [B]. The caller
  * disposes them (or creates them inside `cn.scope`).
+ *
+ * @param device where to put them; default `'cpu'` (`'cpu:0'`)
+ * @throws DeviceError for an unknown device
+ *
+ * @example
+ * ```ts
+ * for (const b of loader) {
+ *   cn.scope(() => {
+ *     const { x, labels } = cn.batchToTensors(b, 'cuda:0');
+ *     const loss = cn.softmaxCrossEntropy(model.forward(x), labels);
+ *     loss.backward();
+ *   });
+ *   opt.step();
+ *   opt.zeroGrad();
+ * }
+ * ```
  */
-export function batchToTensors(batch: Batch, device = 'cpu'): { x: Tensor; labels: Tensor } {
+export function batchToTensors(batch: Batch, device = 'cpu'): {
+  /** The normalised images, float32 [B, 1, H, W]. */
+  x: Tensor;
+  /** The labels, int32 [B]. */
+  labels: Tensor;
+} {
+
   const x = tensor(batch.x, batch.shape, { device });
   try {
     return { x, labels: tensor(batch.labels, [batch.labels.length], { device }) };

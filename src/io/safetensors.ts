@@ -29,8 +29,11 @@ export type SafetensorsDType = 'F32' | 'I32';
 
 /** A tensor as read from a file, on the host. */
 export interface HostTensor {
+  /** The file's dtype. */
   dtype: SafetensorsDType;
+  /** The dimensions. */
   shape: number[];
+  /** The values, row-major: a Float32Array for F32, an Int32Array for I32. */
   data: Float32Array | Int32Array;
 }
 
@@ -44,6 +47,7 @@ export interface LoadedTensors {
 
 /** What `save` and `load` need of a module: its parameters by name (as `nn.Module` gives them). */
 export interface NamedParameters {
+  /** Every parameter with its unique name, e.g. `['conv1.weight', t]`. */
   namedParameters(): Iterable<[string, Tensor]>;
 }
 
@@ -216,7 +220,13 @@ async function writeSafetensors(op: string, file: string, entries: [string, Tens
  * @param metadata strings stored in the header's `__metadata__`
  * @throws FormatError for a reserved, empty or repeated name, a non-tensor, or non-string metadata;
  *   IOError naming the file and the system's reason when it cannot be written (the previous
- *   file is untouched, and no temporary file is left)
+ *   file is untouched, and no temporary file is left); DisposedError for a disposed tensor
+ *
+ * @example
+ * ```ts
+ * const w = cn.randn([10, 784], { seed: 1 });
+ * await cn.saveTensors('weights.safetensors', { w }, { note: 'linear probe' });
+ * ```
  */
 export async function saveTensors(file: string, tensors: Record<string, Tensor>, metadata?: Record<string, string>): Promise<void> {
   const op = 'saveTensors';
@@ -229,12 +239,14 @@ export async function saveTensors(file: string, tensors: Record<string, Tensor>,
 /**
  * Saves a module's parameters (`namedParameters()`) to a safetensors file, atomically.
  *
- * ```ts
- * await cn.save('alexnet.safetensors', model, { epoch: '3' });
- * ```
- *
  * @param extra strings stored in the header's `__metadata__` (epoch, optimiser or loader state...)
  * @throws FormatError or IOError as {@link saveTensors}
+ *
+ * @example
+ * ```ts
+ * const model = cn.models.alexnetMini();
+ * await cn.save('alexnet.safetensors', model, { epoch: '3' });
+ * ```
  */
 export async function save(file: string, module: NamedParameters, extra?: Record<string, string>): Promise<void> {
   const op = 'save';
@@ -356,6 +368,13 @@ async function readSafetensors(op: string, file: string): Promise<LoadedTensors>
  *   header that is not a JSON object, metadata that is not strings, an unknown dtype, a shape
  *   that is not non-negative integers, data_offsets outside the data area, a byte length that
  *   does not match dtype and shape, tensors that overlap or leave gaps.
+ *
+ * @example
+ * ```ts
+ * const { tensors, metadata } = await cn.loadTensors('weights.safetensors');
+ * const w = tensors.w;
+ * const t = cn.tensor(w.data, w.shape, { device: 'cuda:0' });
+ * ```
  */
 export async function loadTensors(file: string): Promise<LoadedTensors> {
   return readSafetensors('loadTensors', file);
@@ -364,16 +383,7 @@ export async function loadTensors(file: string): Promise<LoadedTensors> {
 /** At most this many mismatches are listed in one message. */
 const MAX_LISTED = 10;
 
-/**
- * Loads a checkpoint written by {@link save} into a module: every parameter gets the file's
- * values, copied into its existing storage on its device (in queue order, like any op). Nothing
- * is copied unless the whole file is valid and every name, shape and dtype matches.
- *
- * @returns the checkpoint's metadata (the `extra` given to `save`), and with
- *   `unexpected: 'return'` the file's other tensors
- * @throws FormatError as {@link loadTensors}, or naming the parameters that are missing from the
- *   file, the tensors the module has no parameter for, and those whose shape or dtype differs
- */
+/** Options of {@link load}. */
 export interface LoadOptions {
   /**
    * Tensors in the file that the module has no parameter for: an error (default), or left out
@@ -408,7 +418,31 @@ function nonFinite(tensors: Record<string, HostTensor>): string {
   return parts.join('; ') + (count > parts.length ? `; and ${count - parts.length} more tensors` : '');
 }
 
-export async function load(file: string, module: NamedParameters, opts: LoadOptions = {}): Promise<{ metadata: Record<string, string>; rest: Record<string, HostTensor> }> {
+/**
+ * Loads a checkpoint written by {@link save} into a module: every parameter gets the file's
+ * values, copied into its existing storage on its device (in queue order, like any op). Nothing
+ * is copied unless the whole file is valid and every name, shape and dtype matches.
+ *
+ * @returns the checkpoint's metadata (the `extra` given to `save`), and with
+ *   `unexpected: 'return'` the file's other tensors
+ * @throws FormatError as {@link loadTensors}, or naming the parameters that are missing from the
+ *   file, the tensors the module has no parameter for, and those whose shape or dtype differs;
+ *   DisposedError for a disposed parameter
+ *
+ * @example
+ * ```ts
+ * const model = cn.models.alexnetMini().to('cuda:0');
+ * const { metadata } = await cn.load('alexnet.safetensors', model);
+ * console.log(metadata.epoch); // '3'
+ * ```
+ */
+export async function load(file: string, module: NamedParameters, opts: LoadOptions = {}): Promise<{
+  /** The file's `__metadata__` strings ({} when it has none). */
+  metadata: Record<string, string>;
+  /** With `unexpected: 'return'`, the file's tensors the module has no parameter for; else {}. */
+  rest: Record<string, HostTensor>;
+}> {
+
   const op = 'load';
   if (!module || typeof module.namedParameters !== 'function') {
     throw new FormatError(`${op}: module must have namedParameters(), received ${show(module)}`);

@@ -34,14 +34,21 @@ export type ConvInput = 'image' | 'own' | 'both';
 
 /** One convolution stage: conv + ReLU [+ LRN] [+ max-pool 3/2]. Channel counts are totals. */
 export interface ConvStage {
+  /** The layer's name, `conv1` to `conv5`. */
   name: string;
+  /** Output channels, both towers together. */
   out: number;
+  /** Square kernel size. */
   kernel: number;
+  /** Stride of the convolution. */
   stride: number;
+  /** Zero padding on each side. */
   padding: number;
   /** 'own': groups 2 in the single-device form; 'both': the towers meet; 'image': conv1. */
   input: ConvInput;
+  /** Whether LRN (size 5) follows the ReLU. */
   lrn: boolean;
+  /** Whether max-pooling (kernel 3, stride 2) ends the stage. */
   pool: boolean;
   /** The bias of the paper's initialisation (1 or 0). */
   paperBias: number;
@@ -51,14 +58,17 @@ export interface ConvStage {
 export interface AlexNetSpec {
   /** Input [C, H, W]. */
   input: [number, number, number];
+  /** The five convolution stages, conv1 to conv5. */
   convs: ConvStage[];
   /** Units of the hidden fully connected layers fc6, fc7 (totals), each followed by ReLU and dropout 0.5. */
   hidden: [number, number];
+  /** Outputs of fc8, the logits. */
   numClasses: number;
   /** Inputs of fc6 (C·H·W after the last pool). */
   flatFeatures: number;
 }
 
+/** Options of {@link alexnet}. */
 export interface AlexNetOptions {
   /** Default 1000 (AlexNet) or 10 (mini). */
   numClasses?: number;
@@ -72,6 +82,7 @@ export interface AlexNetOptions {
   init?: 'he' | 'paper';
 }
 
+/** Options of {@link alexnetMini}. */
 export interface AlexNetMiniOptions extends AlexNetOptions {
   /** Width factor w: channel and unit counts scale by w (rounded to even counts). Default 1. */
   width?: number;
@@ -107,7 +118,18 @@ function checkClasses(op: string, n: unknown): number {
   return n;
 }
 
-/** The paper's AlexNet for 3×224×224 inputs (conv1 padding 2, as torchvision). */
+/**
+ * The architecture of the paper's AlexNet for 3×224×224 inputs (conv1 padding 2, as
+ * torchvision), without building it.
+ *
+ * @throws ShapeError for a numClasses that is not a positive integer
+ *
+ * @example
+ * ```ts
+ * const spec = cn.models.alexnetSpec();
+ * spec.flatFeatures; // 9216 = 256 x 6 x 6, the inputs of fc6
+ * ```
+ */
 export function alexnetSpec(numClasses = 1000): AlexNetSpec {
   checkClasses('alexnet', numClasses);
   return finishSpec([3, 224, 224], [
@@ -119,7 +141,19 @@ export function alexnetSpec(numClasses = 1000): AlexNetSpec {
   ], [4096, 4096], numClasses);
 }
 
-/** AlexNet-mini for 1×28×28 inputs with width factor w. */
+/**
+ * The architecture of AlexNet-mini for 1×28×28 inputs with width factor w (channel and unit
+ * counts scaled by w and rounded to even numbers), without building it.
+ *
+ * @throws ShapeError for a width that is not a positive number or a numClasses that is not a
+ *   positive integer
+ *
+ * @example
+ * ```ts
+ * const spec = cn.models.alexnetMiniSpec(0.5);
+ * spec.convs.map((c) => c.out); // [32, 64, 96, 96, 64]
+ * ```
+ */
 export function alexnetMiniSpec(width = 1, numClasses = 10): AlexNetSpec {
   if (typeof width !== 'number' || !Number.isFinite(width) || width <= 0) {
     throw new ShapeError(`alexnetMini: width must be a positive number, received ${describe(width)}`);
@@ -182,9 +216,19 @@ function resolve(op: string, spec: AlexNetSpec, opts: AlexNetOptions): Resolved 
 /**
  * The single-device form: a Sequential of conv1, relu1, lrn1, pool1, conv2, ..., pool5, flatten,
  * fc6, relu6, drop6, fc7, relu7, drop7, fc8. The input is copied to the model's device if needed.
+ * Made by {@link alexnet} and {@link alexnetMini} with `towers: 1` (the default).
+ *
+ * @example
+ * ```ts
+ * const model = cn.models.alexnetMini({ devices: ['cuda:0'] });
+ * const logits = model.forward(cn.zeros([8, 1, 28, 28])); // [8, 10] on cuda:0
+ * model.getParameter('conv2.weight').shape; // [128, 32, 5, 5]: groups 2
+ * ```
  */
 export class AlexNetGrouped extends Sequential {
+  /** The form: one device. */
   readonly towers = 1 as const;
+  /** The architecture the model was built from. */
   readonly spec: AlexNetSpec;
 
   /** @internal Use `alexnet()` / `alexnetMini()`. */
@@ -230,11 +274,26 @@ export class AlexNetGrouped extends Sequential {
   }
 }
 
-/** One tower's half of every layer but fc8 (used by AlexNetTwoTower, which runs it). */
+/**
+ * One tower's half of every layer but fc8: the children `a` and `b` of {@link AlexNetTwoTower},
+ * which runs them (a tower's own `forward` throws). Its parameters are named like the
+ * single-device model's, e.g. `conv1.weight` (`a.conv1.weight` in the whole model).
+ *
+ * @example
+ * ```ts
+ * const model = cn.models.alexnet({ towers: 2, devices: ['cuda:0', 'cuda:1'] });
+ * model.a.convs[0].weight.shape; // [48, 3, 11, 11]: half of conv1's filters
+ * model.b.device; // 'cuda:1'
+ * ```
+ */
 export class AlexNetTower extends Module {
+  /** This tower's half of conv1 to conv5. */
   readonly convs: Conv2d[] = [];
+  /** The LRN applied after conv1 and conv2 (no parameters). */
   readonly lrn = new LRN(LRN_SIZE);
+  /** The 3/2 max-pooling after conv1, conv2 and conv5 (no parameters). */
   readonly pool = new MaxPool2d(POOL.kernel, { stride: POOL.stride });
+  /** This tower's half of fc6 and fc7. */
   readonly fcs: Linear[] = [];
 
   /** @internal Made by AlexNetTwoTower. */
@@ -272,13 +331,27 @@ export class AlexNetTower extends Module {
  * The two-tower form: children `a` (tower A, devices[0]), `b` (tower B, devices[1]), `drop6`,
  * `drop7` and `fc8` (on devices[0]). The forward pass issues each layer's work on both towers
  * before the next layer and reads nothing back, so both devices' queues run at the same time.
+ * Made by {@link alexnet} and {@link alexnetMini} with `towers: 2`.
+ *
+ * @example
+ * ```ts
+ * const model = cn.models.alexnetMini({ width: 0.5, towers: 2, devices: ['cpu:0', 'cpu:1'] });
+ * const logits = model.forward(cn.zeros([8, 1, 28, 28])); // [8, 10] on cpu:0
+ * model.to(['cuda:0', 'cuda:1']);
+ * ```
  */
 export class AlexNetTwoTower extends Module {
+  /** The form: two towers. */
   readonly towers = 2 as const;
+  /** The architecture the model was built from. */
   readonly spec: AlexNetSpec;
+  /** Tower A, on devices[0]. */
   readonly a: AlexNetTower;
+  /** Tower B, on devices[1]. */
   readonly b: AlexNetTower;
+  /** The dropout layers after fc6 and fc7 (`drop6`, `drop7`), shared by both towers. */
   readonly drops: [Dropout, Dropout];
+  /** The output layer, whole, on devices[0]. */
   readonly fc8: Linear;
 
   /** @internal Use `alexnet({ towers: 2 })` / `alexnetMini({ towers: 2 })`. */
@@ -366,7 +439,17 @@ function build(r: Resolved): AlexNet {
 /**
  * The paper's AlexNet (60,965,224 parameters with 1000 classes), input [N, 3, 224, 224].
  * towers: 1 (default) is the single-device grouped form; towers: 2 runs the two towers on
- * devices[0] and devices[1].
+ * devices[0] and devices[1]. Construction is deterministic for a given `seed`.
+ *
+ * @throws ShapeError for bad numClasses, towers, seed or init; DeviceError for a devices list
+ *   that does not name one device per tower, or an unknown device
+ *
+ * @example
+ * ```ts
+ * const model = cn.models.alexnet({ devices: ['cuda:0'] });
+ * model.parameterCount(); // 60965224
+ * const twoGpu = cn.models.alexnet({ towers: 2, devices: ['cuda:0', 'cuda:1'], seed: 1 });
+ * ```
  */
 export function alexnet(opts: AlexNetOptions & { towers: 2 }): AlexNetTwoTower;
 export function alexnet(opts?: AlexNetOptions & { towers?: 1 }): AlexNetGrouped;
@@ -375,7 +458,20 @@ export function alexnet(opts: AlexNetOptions = {}): AlexNet {
   return build(resolve('alexnet', alexnetSpec(opts.numClasses ?? 1000), opts));
 }
 
-/** AlexNet-mini, input [N, 1, 28, 28], 10 classes by default (see alexnet.md §2). */
+/**
+ * AlexNet-mini, input [N, 1, 28, 28], 10 classes by default (see alexnet.md §2): the same
+ * architecture as {@link alexnet} at Fashion-MNIST scale, with width factor `width`.
+ *
+ * @throws ShapeError for bad width, numClasses, towers, seed or init; DeviceError for a
+ *   devices list that does not name one device per tower, or an unknown device
+ *
+ * @example
+ * ```ts
+ * const model = cn.models.alexnetMini({ width: 0.5 });
+ * model.parameterCount(); // 550538
+ * const logits = model.forward(cn.zeros([4, 1, 28, 28])); // [4, 10]
+ * ```
+ */
 export function alexnetMini(opts: AlexNetMiniOptions & { towers: 2 }): AlexNetTwoTower;
 export function alexnetMini(opts?: AlexNetMiniOptions & { towers?: 1 }): AlexNetGrouped;
 export function alexnetMini(opts?: AlexNetMiniOptions): AlexNet;
@@ -409,7 +505,17 @@ function groupedParameters(m: AlexNet): Map<string, Tensor> {
  * Copies the weights of `src` into `dst`, two models of the same architecture in either form
  * (towers 1 → 2 splits each layer into halves, 2 → 1 joins them, and 1 → 1 or 2 → 2 copies).
  * The destination's parameters keep their identity; the copies cross devices as needed.
+ *
+ * @throws ShapeError when the two models have different architectures
+ *
+ * @example
+ * ```ts
+ * const one = cn.models.alexnetMini({ seed: 3 });
+ * const two = cn.models.alexnetMini({ towers: 2, devices: ['cpu:0', 'cpu:1'] });
+ * cn.models.copyAlexNetWeights(one, two); // two now computes what one does
+ * ```
  */
+
 export function copyAlexNetWeights(src: AlexNet, dst: AlexNet): void {
   if (JSON.stringify(src.spec) !== JSON.stringify(dst.spec)) {
     throw new ShapeError('copyAlexNetWeights: src and dst must have the same architecture (network, width and numClasses)');

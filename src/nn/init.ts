@@ -30,7 +30,14 @@ export interface InitOptions {
   seed?: number | readonly number[];
 }
 
-/** The He-normal standard deviation for a layer with this fan-in: sqrt(2 / fanIn). */
+/**
+ * The He-normal standard deviation for a layer with this fan-in: sqrt(2 / fanIn).
+ *
+ * @example
+ * ```ts
+ * cn.nn.heStd(3 * 11 * 11); // 0.0742..., for conv1 of AlexNet
+ * ```
+ */
 export function heStd(fanIn: number): number {
   return Math.sqrt(2 / fanIn);
 }
@@ -40,7 +47,13 @@ export const PAPER_STD = 0.01;
 
 /**
  * Mixes a seed with a tag into a new seed in [0, 2^31) (a murmur3-style finaliser), so seeds
- * derived from one base for different layers, blocks or calls give unrelated streams.
+ * derived from one base for different layers, blocks or calls give unrelated streams. Pure:
+ * the same (seed, tag) always gives the same result.
+ *
+ * @example
+ * ```ts
+ * const seeds = [0, 1, 2].map((call) => cn.nn.mixSeed(42, call)); // one seed per dropout call
+ * ```
  */
 export function mixSeed(seed: number, tag: number): number {
   let h = (Math.imul((seed >>> 0) ^ 0x9e3779b9, 0x85ebca6b) ^ Math.imul((tag >>> 0) + 0x7f4a7c15, 0xc2b2ae35)) >>> 0;
@@ -54,7 +67,18 @@ export function mixSeed(seed: number, tag: number): number {
   return h >>> 1;
 }
 
-/** A normal weight of `shape` with standard deviation `std`, drawn in blocks as described above. */
+/**
+ * A normal weight of `shape` with mean 0 and standard deviation `std`, drawn with {@link randn}.
+ * With several seeds, the weight is the concatenation along dim 0 of equal blocks, block k
+ * drawn with seeds[k]. The result is a plain tensor (register it as a parameter to train it).
+ *
+ * @throws ShapeError when the number of seeds does not divide dim 0
+ *
+ * @example
+ * ```ts
+ * const w = cn.nn.normalWeight([256, 48, 5, 5], cn.nn.PAPER_STD, [11, 12], 'cpu:0'); // two blocks of 128 filters
+ * ```
+ */
 export function normalWeight(shape: readonly number[], std: number, seed: number | readonly number[], device: string): Tensor {
   const seeds = typeof seed === 'number' ? [seed] : [...seed];
   if (seeds.length === 0 || shape[0] % seeds.length !== 0) {
@@ -74,7 +98,15 @@ export function normalWeight(shape: readonly number[], std: number, seed: number
   });
 }
 
-/** A bias of `n` elements, all equal to `value`. */
+/**
+ * A float32 bias of `n` elements, all equal to `value` (see {@link full}).
+ *
+ * @example
+ * ```ts
+ * const b = cn.nn.constantBias(256, 1, 'cuda:0'); // the paper's bias for conv2
+ * ```
+ */
+
 export function constantBias(n: number, value: number, device: string): Tensor {
   return full([n], value, { device });
 }

@@ -19,6 +19,7 @@ function positiveInt(op: string, arg: string, v: unknown): number {
   return v;
 }
 
+/** Options of {@link Conv2d}; a number means the same value for height and width. */
 export interface Conv2dLayerOptions {
   /** Default 1. */
   stride?: number | [number, number];
@@ -37,13 +38,28 @@ export interface Conv2dLayerOptions {
 /**
  * 2-D convolution: weight [outC, inC/groups, KH, KW], bias [outC]; x [N, inC, H, W] ->
  * [N, outC, OH, OW] (see `conv2d`).
+ *
+ * @throws ShapeError from the constructor for counts that are not positive integers, or
+ *   channels not divisible by groups
+ *
+ * @example
+ * ```ts
+ * const conv1 = new cn.nn.Conv2d(3, 96, 11, { stride: 4, padding: 2, device: 'cuda:0' });
+ * const y = conv1.forward(x); // x [N, 3, 224, 224] -> [N, 96, 55, 55]
+ * ```
  */
 export class Conv2d extends Module {
+  /** Input channels (C). */
   readonly inChannels: number;
+  /** Output channels (filters, F). */
   readonly outChannels: number;
+  /** [KH, KW]. */
   readonly kernel: [number, number];
+  /** As given in the options (default 1). */
   readonly stride: number | [number, number];
+  /** As given in the options (default 0). */
   readonly padding: number | [number, number];
+  /** Channel groups (default 1). */
   readonly groups: number;
 
   constructor(inChannels: number, outChannels: number, kernel: number | [number, number], opts: Conv2dLayerOptions = {}) {
@@ -85,6 +101,7 @@ export class Conv2d extends Module {
   }
 }
 
+/** Options of {@link Linear}. */
 export interface LinearLayerOptions {
   /** Whether the layer has a bias (default true). */
   bias?: boolean;
@@ -94,9 +111,21 @@ export interface LinearLayerOptions {
   init?: InitOptions;
 }
 
-/** Fully connected: weight [outF, inF], bias [outF]; x [N, inF] -> [N, outF]. */
+/**
+ * Fully connected: weight [outF, inF], bias [outF]; x [N, inF] -> [N, outF] (see `linear`).
+ *
+ * @throws ShapeError from the constructor for counts that are not positive integers
+ *
+ * @example
+ * ```ts
+ * const fc = new cn.nn.Linear(784, 10, { init: { std: 0.01, seed: 7 } });
+ * const logits = fc.forward(cn.zeros([32, 784])); // [32, 10]
+ * ```
+ */
 export class Linear extends Module {
+  /** Input features (K). */
   readonly inFeatures: number;
+  /** Output features (M). */
   readonly outFeatures: number;
 
   constructor(inFeatures: number, outFeatures: number, opts: LinearLayerOptions = {}) {
@@ -124,17 +153,36 @@ export class Linear extends Module {
   }
 }
 
-/** max(x, 0), elementwise. */
+/**
+ * max(x, 0), elementwise (see `relu`); no parameters.
+ *
+ * @example
+ * ```ts
+ * const model = new cn.nn.Sequential(new cn.nn.Linear(784, 128), new cn.nn.ReLU(), new cn.nn.Linear(128, 10));
+ * ```
+ */
 export class ReLU extends Module {
   forward(x: Tensor): Tensor {
     return relu(x);
   }
 }
 
-/** Max pooling, floor mode (see `maxPool2d`). */
+/**
+ * Max pooling, floor mode (see `maxPool2d`); no parameters. The options are checked when
+ * `forward` runs.
+ *
+ * @example
+ * ```ts
+ * const pool = new cn.nn.MaxPool2d(3, { stride: 2 }); // AlexNet's overlapping pooling
+ * const y = pool.forward(cn.zeros([1, 96, 55, 55])); // [1, 96, 27, 27]
+ * ```
+ */
 export class MaxPool2d extends Module {
+  /** The window, as given. */
   readonly kernel: number | [number, number];
+  /** As given, or the kernel. */
   readonly stride: number | [number, number];
+  /** As given, or 0. */
   readonly padding: number | [number, number];
 
   /** `stride` defaults to the kernel, `padding` to 0. */
@@ -150,6 +198,7 @@ export class MaxPool2d extends Module {
   }
 }
 
+/** Options of {@link LRN}. */
 export interface LrnLayerOptions {
   /** Default 1e-4. */
   alpha?: number;
@@ -167,13 +216,27 @@ export interface LrnLayerOptions {
 
 /**
  * Local response normalisation across channels (see `lrn`), AlexNet's defaults:
- * size 5, alpha 1e-4, beta 0.75, k 2.
+ * size 5, alpha 1e-4, beta 0.75, k 2. No parameters.
+ *
+ * @throws ShapeError from the constructor for a size or groups that is not a positive integer,
+ *   and from `forward` for channels not divisible by groups
+ *
+ * @example
+ * ```ts
+ * const norm = new cn.nn.LRN(5, { k: 2 });
+ * const y = norm.forward(cn.randn([1, 96, 55, 55], { seed: 1 })); // same shape
+ * ```
  */
 export class LRN extends Module {
+  /** Channels in the window. */
   readonly size: number;
+  /** Scale of the sum of squares (divided by size). */
   readonly alpha: number;
+  /** Exponent of the denominator. */
   readonly beta: number;
+  /** Additive constant of the denominator. */
   readonly k: number;
+  /** Channel groups the window stays within. */
   readonly groups: number;
 
   constructor(size = 5, opts: LrnLayerOptions = {}) {
@@ -203,6 +266,7 @@ export class LRN extends Module {
   }
 }
 
+/** Options of {@link Dropout}. */
 export interface DropoutLayerOptions {
   /** The base of the per-call seeds (default 0). */
   seed?: number;
@@ -212,10 +276,23 @@ export interface DropoutLayerOptions {
  * Inverted dropout. In training mode each forward draws a fresh mask: call number i uses seed
  * `mixSeed(seed, i)`, so the masks are reproducible and the call counter (`calls`, part of
  * `getState()`) is all the state a checkpoint needs. In evaluation mode it is the identity and
- * the counter does not move.
+ * the counter does not move. No parameters.
+ *
+ * @throws ShapeError from the constructor for p outside [0, 1) or a seed that is not a
+ *   non-negative integer
+ *
+ * @example
+ * ```ts
+ * const drop = new cn.nn.Dropout(0.5, { seed: 42 });
+ * const y = drop.forward(h); // a fresh mask each training-mode call
+ * drop.eval();
+ * const same = drop.forward(h); // the identity
+ * ```
  */
 export class Dropout extends Module {
+  /** Probability of dropping an element, in [0, 1). */
   readonly p: number;
+  /** The base of the per-call seeds. */
   readonly seed: number;
   /** Training-mode forwards so far. */
   calls = 0;
@@ -260,8 +337,16 @@ export class Dropout extends Module {
   }
 }
 
-/** [N, ...] -> [N, product of the rest] (a view). */
+/**
+ * [N, ...] -> [N, product of the rest] (a view, see `flatten`); no parameters.
+ *
+ * @example
+ * ```ts
+ * const y = new cn.nn.Flatten().forward(cn.zeros([8, 256, 6, 6])); // [8, 9216]
+ * ```
+ */
 export class Flatten extends Module {
+
   forward(x: Tensor): Tensor {
     return flatten(x);
   }

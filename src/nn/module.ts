@@ -16,6 +16,30 @@ import { to } from '../ops/shape.js';
 /** Plain numeric state a module keeps besides its parameters (e.g. a dropout call counter). */
 export type ModuleState = Record<string, number>;
 
+/**
+ * The base class of layers and models: register parameters and child modules in the
+ * constructor, then write `forward` with the ops (autograd does the backward pass).
+ * Parameters are named by dotted path (`fc1.weight`) and belong to the module: `dispose()`
+ * frees them.
+ *
+ * @example
+ * ```ts
+ * class TwoLayer extends cn.nn.Module {
+ *   private readonly fc1: cn.nn.Linear;
+ *   private readonly fc2: cn.nn.Linear;
+ *   constructor(inF: number, hidden: number, outF: number) {
+ *     super();
+ *     this.fc1 = this.registerModule('fc1', new cn.nn.Linear(inF, hidden));
+ *     this.fc2 = this.registerModule('fc2', new cn.nn.Linear(hidden, outF));
+ *   }
+ *   forward(x: cn.Tensor): cn.Tensor {
+ *     return this.fc2.forward(cn.relu(this.fc1.forward(x)));
+ *   }
+ * }
+ * const net = new TwoLayer(784, 128, 10).to('cpu:1');
+ * net.namedParameters().map(([name]) => name); // ['fc1.weight', 'fc1.bias', 'fc2.weight', 'fc2.bias']
+ * ```
+ */
 export abstract class Module {
   /** Training mode (dropout active) when true; see `train()` and `eval()`. */
   training = true;
@@ -217,6 +241,15 @@ export abstract class Module {
  * Applies its modules in order. Children are named by position ('0', '1', ...) or explicitly with
  * `[name, module]` pairs: `new Sequential(['conv1', conv], ['relu1', new ReLU()])`.
  * Intermediate activations are freed on return (the autograd graph keeps what backward needs).
+ *
+ * @example
+ * ```ts
+ * const model = new cn.nn.Sequential(
+ *   new cn.nn.Conv2d(1, 16, 5, { padding: 2 }), new cn.nn.ReLU(), new cn.nn.MaxPool2d(2),
+ *   new cn.nn.Flatten(), new cn.nn.Linear(16 * 14 * 14, 10),
+ * ).to('cpu:0');
+ * const logits = model.forward(cn.zeros([8, 1, 28, 28])); // [8, 10]
+ * ```
  */
 export class Sequential extends Module {
   private readonly layers: Module[] = [];
@@ -241,7 +274,9 @@ export class Sequential extends Module {
     return this.layers[i];
   }
 
+  /** The number of modules. */
   get length(): number {
+
     return this.layers.length;
   }
 

@@ -10,6 +10,16 @@ import { Tensor, view } from '../tensor.js';
 import { launch } from './launch.js';
 import { describe, expectTensor, seedOf } from './validate.js';
 
+/**
+ * max(x, 0) elementwise, any shape; the gradient is 0 at x = 0 and NaN stays NaN.
+ *
+ * @throws ShapeError for an int32 tensor; DisposedError for a disposed one
+ *
+ * @example
+ * ```ts
+ * const y = cn.relu(cn.tensor([-1, 0, 2], [3])); // [0, 0, 2]
+ * ```
+ */
 export function relu(x: Tensor): Tensor {
   expectTensor('relu', 'x', x);
   const [y] = launch('relu_forward', x.device, [[x.shape, 'float32']], [x], [x.size]);
@@ -18,6 +28,7 @@ export function relu(x: Tensor): Tensor {
   return record(y, 'relu', [x], (g) => launch('relu_backward', x.device, [[x.shape, 'float32']], [sx.storage, g], [x.size]), [sx.storage]);
 }
 
+/** Options of {@link dropout}. */
 export interface DropoutOptions {
   /** Probability of dropping an element, in [0, 1). */
   p: number;
@@ -27,7 +38,23 @@ export interface DropoutOptions {
   training?: boolean;
 }
 
+/**
+ * Inverted dropout, any shape: each element is zeroed with probability p and the others are
+ * scaled by 1/(1 − p). The mask is a pure function of (seed, element index), the same on every
+ * device; the gradient uses the same mask. With `training: false` (or p = 0) the result is x's
+ * data unchanged (a new tensor over the same storage).
+ *
+ * @throws ShapeError for p outside [0, 1), a seed that is not a non-negative integer, or an
+ *   int32 tensor
+ *
+ * @example
+ * ```ts
+ * const h = cn.dropout(cn.relu(cn.linear(x, w, b)), { p: 0.5, seed: step });
+ * const e = cn.dropout(x, { p: 0.5, seed: 0, training: false }); // the identity
+ * ```
+ */
 export function dropout(x: Tensor, opts: DropoutOptions): Tensor {
+
   expectTensor('dropout', 'x', x);
   const p = opts?.p;
   if (typeof p !== 'number' || !(p >= 0 && p < 1)) {

@@ -10,9 +10,13 @@ import { checkShape, formatShape, Tensor } from '../tensor.js';
 import { launch } from './launch.js';
 import { expectRank, expectTensor, intOption, intPair, paddedExtents, sameDevice } from './validate.js';
 
+/** Options of {@link conv2d}; a number means the same value for height and width. */
 export interface Conv2dOptions {
+  /** Step of the window, a positive integer or `[sh, sw]`; default 1. */
   stride?: number | [number, number];
+  /** Zeros added on each side, a non-negative integer or `[ph, pw]`; default 0. */
   padding?: number | [number, number];
+  /** Channel groups: input channel group g feeds only output group g; must divide C and F. Default 1. */
   groups?: number;
 }
 
@@ -63,7 +67,26 @@ export function conv2dPlan(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dO
   return { device, yShape, ints };
 }
 
+/**
+ * 2-D cross-correlation (what deep-learning libraries call convolution), NCHW, with stride,
+ * zero padding and groups: x [N, C, H, W], w [F, C/groups, KH, KW], b [F] or null →
+ * [N, F, OH, OW], OH = floor((H + 2·ph − KH) / sh) + 1 (OW likewise). Computes in fp32;
+ * differentiable in x, w and b.
+ *
+ * @throws ShapeError for wrong dtypes, ranks or shapes, channels or filters not divisible by groups, a
+ *   kernel larger than the padded input, or bad options; DeviceError when the tensors are on
+ *   different devices; DisposedError for a disposed tensor
+ *
+ * @example
+ * ```ts
+ * const x = cn.randn([8, 3, 32, 32], { seed: 1 });
+ * const w = cn.randn([16, 3, 5, 5], { seed: 2, std: 0.1, requiresGrad: true });
+ * const b = cn.zeros([16], { requiresGrad: true });
+ * const y = cn.conv2d(x, w, b, { padding: 2 }); // [8, 16, 32, 32]
+ * ```
+ */
 export function conv2d(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+
   const { device, yShape, ints } = conv2dPlan(x, w, b ?? null, opts);
   const bias = b ?? null;
   const [y] = launch('conv2d_forward', device, [[yShape, 'float32']], [x, w, bias], ints);

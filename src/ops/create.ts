@@ -4,7 +4,12 @@ import { native } from '../native.js';
 import { checkShape, deviceId, formatShape, Storage, Tensor, type DType, type TensorOptions } from '../tensor.js';
 import { describe, finiteNumber, seedOf } from './validate.js';
 
+/** Options of {@link tensor}, {@link zeros} and {@link full}. */
 export interface CreateOptions extends TensorOptions {
+  /**
+   * The element type. Default: `int32` for an Int32Array's data, else `float32`. int32 values
+   * must be integers in [-2^31, 2^31); nothing is rounded or wrapped.
+   */
   dtype?: DType;
 }
 
@@ -49,7 +54,20 @@ function checkInt32(op: string, data: ArrayLike<unknown>): void {
   }
 }
 
-/** A tensor holding a copy of `data` (row-major) with the given shape. */
+/**
+ * A tensor holding a copy of `data` (row-major) with the given shape.
+ *
+ * @param data the values; their count must equal the product of `shape`
+ * @throws ShapeError for a bad shape, a length that does not match it, a non-number, an int32
+ *   value that is not a 32-bit integer, or `requiresGrad` on an int32 tensor; DeviceError for
+ *   an unknown device
+ *
+ * @example
+ * ```ts
+ * const x = cn.tensor(new Float32Array([1, 2, 3, 4, 5, 6]), [2, 3], { device: 'cpu:0' });
+ * const labels = cn.tensor([0, 7, 3], [3], { dtype: 'int32' });
+ * ```
+ */
 export function tensor(data: Float32Array | Int32Array | readonly number[], shape: readonly number[],
                        opts: CreateOptions = {}): Tensor {
   const size = checkShape('tensor', 'shape', shape);
@@ -82,7 +100,17 @@ export function tensor(data: Float32Array | Int32Array | readonly number[], shap
   return filled(t, () => native.upload(t._handle('tensor'), typed));
 }
 
-/** A tensor filled with `value`. */
+/**
+ * A tensor filled with `value`.
+ *
+ * @throws ShapeError for a bad shape, a value that is not finite, or not a 32-bit integer for
+ *   int32; DeviceError for an unknown device
+ *
+ * @example
+ * ```ts
+ * const bias = cn.full([256], 1, { device: 'cuda:0', requiresGrad: true });
+ * ```
+ */
 export function full(shape: readonly number[], value: number, opts: CreateOptions = {}): Tensor {
   checkShape('full', 'shape', shape);
   const dtype = dtypeOf('full', opts.dtype, 'float32');
@@ -100,22 +128,45 @@ export function full(shape: readonly number[], value: number, opts: CreateOption
   });
 }
 
-/** A tensor of zeros. */
+/**
+ * A tensor of zeros (float32 unless `dtype` says otherwise).
+ *
+ * @throws ShapeError for a bad shape; DeviceError for an unknown device
+ *
+ * @example
+ * ```ts
+ * const z = cn.zeros([2, 3]);
+ * const counts = cn.zeros([10], { dtype: 'int32', device: 'cpu:1' });
+ * ```
+ */
 export function zeros(shape: readonly number[], opts: CreateOptions = {}): Tensor {
   checkShape('zeros', 'shape', shape);
   return full(shape, 0, opts);
 }
 
+/** Options of {@link randn}. */
 export interface RandnOptions extends TensorOptions {
+  /** Names the stream of numbers: the same seed gives the same tensor on every device. */
   seed: number;
+  /** Standard deviation; default 1. */
   std?: number;
+  /** Mean; default 0. */
   mean?: number;
 }
 
 /**
  * Normal random numbers from the counter-based generator: element i is a pure function of
- * (seed, i), the same on every device.
+ * (seed, i), the same on every device. Always float32.
+ *
+ * @throws ShapeError for a bad shape, a seed that is not a non-negative integer, or a std or
+ *   mean that is not finite; DeviceError for an unknown device
+ *
+ * @example
+ * ```ts
+ * const w = cn.randn([64, 3, 11, 11], { seed: 1, std: 0.01, requiresGrad: true });
+ * ```
  */
+
 export function randn(shape: readonly number[], opts: RandnOptions): Tensor {
   checkShape('randn', 'shape', shape);
   const seed = seedOf('randn', opts?.seed);

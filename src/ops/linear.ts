@@ -7,7 +7,21 @@ import { checkShape, formatShape, Tensor } from '../tensor.js';
 import { launch } from './launch.js';
 import { expectRank, expectTensor, sameDevice } from './validate.js';
 
+/**
+ * A fully connected layer's op: y = x·wᵀ + b, x [N, K], w [M, K], b [M] or null → [N, M].
+ * Computes in fp32; differentiable in x, w and b.
+ *
+ * @throws ShapeError for tensors that are not float32, wrong ranks, or K or M that do not
+ *   match; DeviceError when the tensors are on different devices
+ *
+ * @example
+ * ```ts
+ * const w = cn.randn([10, 784], { seed: 1, std: 0.01, requiresGrad: true });
+ * const logits = cn.linear(cn.flatten(images), w, null); // [N, 10]
+ * ```
+ */
 export function linear(x: Tensor, w: Tensor, b: Tensor | null): Tensor {
+
   const op = 'linear';
   expectTensor(op, 'x', x);
   expectTensor(op, 'w', w);

@@ -9,7 +9,24 @@ import { tensor } from './create.js';
 import { launch } from './launch.js';
 import { describe, expectRank, expectTensor, sameDevice } from './validate.js';
 
+/**
+ * Softmax followed by cross-entropy, averaged over the batch: logits [N, M] and N class
+ * indices → a scalar (shape `[]`) mean loss, differentiable in the logits. Labels may be an
+ * int32 tensor on the logits' device, an Int32Array or a number array; they are checked on the
+ * host before any device work (a label tensor is read back, waiting for its queue).
+ *
+ * @throws ShapeError for logits that are not float32 [N, M], labels that are not N integers in
+ *   [0, M); DeviceError when a label tensor is on another device
+ *
+ * @example
+ * ```ts
+ * const loss = cn.softmaxCrossEntropy(logits, cn.tensor([0, 7, 3], [3], { dtype: 'int32' }));
+ * loss.backward();
+ * console.log((await loss.data())[0]);
+ * ```
+ */
 export function softmaxCrossEntropy(logits: Tensor, labels: Tensor | Int32Array | readonly number[]): Tensor {
+
   const op = 'softmaxCrossEntropy';
   expectTensor(op, 'logits', logits);
   expectRank(op, 'logits', logits, 2, '[N, M]');

@@ -9,7 +9,9 @@ import { Tensor } from '../tensor.js';
 import { launch } from './launch.js';
 import { expectRank, expectTensor, finiteNumber, intOption } from './validate.js';
 
+/** Options of {@link lrn}. */
 export interface LrnOptions {
+  /** Channels in the window, a positive integer (AlexNet uses 5). */
   size: number;
   /** Default 1e-4. */
   alpha?: number;
@@ -19,7 +21,21 @@ export interface LrnOptions {
   k?: number;
 }
 
+/**
+ * Local response normalisation across channels of x [N, C, H, W] (same shape out), PyTorch's
+ * convention: y = x / (k + (alpha / size) · Σ x²)^beta, the sum over channels
+ * [c − floor(size/2), c + floor((size−1)/2)], channels outside [0, C) counting as zero.
+ *
+ * @throws ShapeError for a tensor that is not float32 [N, C, H, W], a size that is not a
+ *   positive integer, options that are not finite, k ≤ 0 or alpha < 0
+ *
+ * @example
+ * ```ts
+ * const y = cn.lrn(h, { size: 5, alpha: 1e-4, beta: 0.75, k: 2 }); // AlexNet's settings
+ * ```
+ */
 export function lrn(x: Tensor, opts: LrnOptions): Tensor {
+
   const op = 'lrn';
   expectTensor(op, 'x', x);
   expectRank(op, 'x', x, 4, '[N, C, H, W]');

@@ -8,7 +8,9 @@ import { checkShape, formatShape, Tensor } from '../tensor.js';
 import { launch } from './launch.js';
 import { expectRank, expectTensor, intPair, paddedExtents } from './validate.js';
 
+/** Options of {@link maxPool2d}; a number means the same value for height and width. */
 export interface MaxPool2dOptions {
+  /** The window, a positive integer or `[kh, kw]`. */
   kernel: number | [number, number];
   /** Defaults to the kernel. */
   stride?: number | [number, number];
@@ -16,7 +18,21 @@ export interface MaxPool2dOptions {
   padding?: number | [number, number];
 }
 
+/**
+ * Max pooling over windows of x [N, C, H, W] → [N, C, OH, OW], floor mode:
+ * OH = floor((H + 2·ph − kh) / sh) + 1 (OW likewise). Padded cells never win; a NaN wins its
+ * window; the gradient goes to the first maximum of each window in row-major order.
+ *
+ * @throws ShapeError for a tensor that is not float32 [N, C, H, W], a missing or bad kernel,
+ *   padding over half the kernel, or a window larger than the padded input
+ *
+ * @example
+ * ```ts
+ * const y = cn.maxPool2d(cn.zeros([8, 96, 55, 55]), { kernel: 3, stride: 2 }); // [8, 96, 27, 27]
+ * ```
+ */
 export function maxPool2d(x: Tensor, opts: MaxPool2dOptions): Tensor {
+
   const op = 'maxPool2d';
   expectTensor(op, 'x', x);
   expectRank(op, 'x', x, 4, '[N, C, H, W]');

@@ -14,7 +14,19 @@ function anyTensor(op: string, arg: string, t: unknown): Tensor {
   return expectTensor(op, arg, t);
 }
 
-/** The same data with another shape; one dimension may be -1 (inferred). */
+/**
+ * The same data with another shape: a view over the same storage (no copy), float32 or
+ * int32. One dimension may be -1 (inferred). Also available as `t.reshape(shape)`.
+ *
+ * @throws ShapeError when the element counts differ, there is more than one -1, or -1 cannot
+ *   be inferred
+ *
+ * @example
+ * ```ts
+ * const x = cn.tensor([1, 2, 3, 4, 5, 6], [2, 3]);
+ * const y = cn.reshape(x, [3, -1]); // [3, 2], sharing x's memory
+ * ```
+ */
 export function reshape(t: Tensor, shape: readonly number[]): Tensor {
   const op = 'reshape';
   anyTensor(op, 'tensor', t);
@@ -41,7 +53,16 @@ export function reshape(t: Tensor, shape: readonly number[]): Tensor {
   return record(y, op, [t], (g) => [view(g._storage('backward'), from, 'float32')]);
 }
 
-/** [N, ...] -> [N, product of the rest]. */
+/**
+ * [N, ...] → [N, product of the rest], a view (see {@link reshape}); keeps axis 0.
+ *
+ * @throws ShapeError for a scalar
+ *
+ * @example
+ * ```ts
+ * const h = cn.flatten(cn.zeros([8, 256, 6, 6])); // [8, 9216]
+ * ```
+ */
 export function flatten(t: Tensor): Tensor {
   anyTensor('flatten', 'tensor', t);
   if (t.rank < 1) throw new ShapeError(`flatten: tensor must have at least 1 dim, received ${formatShape(t.shape)}`);
@@ -72,7 +93,20 @@ function slice(src: Tensor, axis: number, start: number, len: number): Tensor {
   return y;
 }
 
-/** Joins tensors along axis; all other dims must match. */
+/**
+ * Joins tensors along axis (default 0; negative counts from the end) into a new tensor; all
+ * other dims, the dtype and the device must match.
+ *
+ * @throws ShapeError for an empty list, mismatched dims or dtypes, or an axis out of range;
+ *   DeviceError when the tensors are on different devices
+ *
+ * @example
+ * ```ts
+ * const a = cn.zeros([2, 3]);
+ * const b = cn.zeros([2, 5]);
+ * const c = cn.concat([a, b], 1); // [2, 8]
+ * ```
+ */
 export function concat(ts: readonly Tensor[], axis = 0): Tensor {
   const op = 'concat';
   if (!Array.isArray(ts) || ts.length === 0) throw new ShapeError(`${op}: ts must be a non-empty array of tensors, received ${describe(ts)}`);
@@ -114,7 +148,18 @@ export function concat(ts: readonly Tensor[], axis = 0): Tensor {
   });
 }
 
-/** Splits t along axis into pieces of the given sizes (which must add up to the axis length). */
+/**
+ * Splits t along axis (default 0; negative counts from the end) into new tensors of the given
+ * sizes, which must add up to the axis length.
+ *
+ * @throws ShapeError for sizes that are not non-negative integers or do not add up, or an axis
+ *   out of range
+ *
+ * @example
+ * ```ts
+ * const [a, b] = cn.split(cn.zeros([4, 10]), [3, 7], 1); // [4, 3] and [4, 7]
+ * ```
+ */
 export function split(t: Tensor, sizes: readonly number[], axis = 0): Tensor[] {
   const op = 'split';
   anyTensor(op, 'tensor', t);
@@ -152,7 +197,20 @@ export function split(t: Tensor, sizes: readonly number[], axis = 0): Tensor[] {
   return out;
 }
 
-/** A copy of t on another device; gradients flow back to t's device. */
+/**
+ * A copy of t on another device (also to the same device); gradients flow back to t's device.
+ * Also available as `t.to(device)`. Between GPUs the copy is device to device.
+ *
+ * @throws DeviceError for a device id that is not a string, or a device this build or machine
+ *   lacks
+ *
+ * @example
+ * ```ts
+ * const x = cn.randn([4, 4], { seed: 1 });
+ * const y = cn.to(x, 'cpu:1'); // or x.to('cpu:1')
+ * ```
+ */
+
 export function to(t: Tensor, device: string): Tensor {
   const op = 'to';
   anyTensor(op, 'tensor', t);

@@ -7,9 +7,11 @@ import { finiteNumber } from '../ops/validate.js';
 
 /** Anything with a settable learning rate. */
 export interface HasLr {
+  /** The learning rate, read and set by the schedule. */
   lr: number;
 }
 
+/** Options of {@link StepLR}. */
 export interface StepLrOptions {
   /** Epochs between reductions. */
   stepSize: number;
@@ -17,17 +19,38 @@ export interface StepLrOptions {
   gamma?: number;
 }
 
+/** What `StepLR.getState()` returns and `setState()` takes. */
 export interface StepLrState {
+  /** Epochs completed. */
   epoch: number;
+  /** The learning rate the decay starts from. */
   baseLr: number;
 }
 
-/** lr = baseLr · gamma^floor(epoch / stepSize), where baseLr is the optimizer's lr at construction. */
+/**
+ * lr = baseLr · gamma^floor(epoch / stepSize), where baseLr is the optimizer's lr at construction.
+ *
+ * @throws ShapeError from the constructor for a stepSize that is not a positive integer or a
+ *   gamma that is not finite
+ *
+ * @example
+ * ```ts
+ * const opt = new cn.optim.SGD(model, { lr: 0.01, momentum: 0.9 });
+ * const schedule = new cn.optim.StepLR(opt, { stepSize: 7, gamma: 0.1 });
+ * for (let epoch = 0; epoch < 20; epoch++) {
+ *   // ... one epoch of training
+ *   schedule.step(); // lr 0.01 for epochs 0-6, 0.001 for 7-13, then 0.0001
+ * }
+ * ```
+ */
 export class StepLR {
+  /** Epochs between reductions. */
   readonly stepSize: number;
+  /** The factor applied every stepSize epochs. */
   readonly gamma: number;
   /** Epochs completed (calls to `step`). */
   epoch = 0;
+  /** The learning rate the decay starts from: the optimizer's lr at construction. */
   baseLr: number;
 
   constructor(private readonly optimizer: HasLr, opts: StepLrOptions) {
@@ -40,13 +63,14 @@ export class StepLR {
     this.baseLr = optimizer.lr;
   }
 
-  /** Ends an epoch and sets the optimizer's lr for the next one. */
+  /** Ends an epoch and sets the optimizer's lr for the next one, which it returns. */
   step(): number {
     this.epoch++;
     this.optimizer.lr = this.baseLr * this.gamma ** Math.floor(this.epoch / this.stepSize);
     return this.optimizer.lr;
   }
 
+  /** The schedule's state for a checkpoint. */
   getState(): StepLrState {
     return { epoch: this.epoch, baseLr: this.baseLr };
   }
@@ -59,6 +83,7 @@ export class StepLR {
   }
 }
 
+/** Options of {@link ReduceOnPlateau}. */
 export interface ReduceOnPlateauOptions {
   /** lr is multiplied by this on a plateau (default 0.1: "divide by 10"). */
   factor?: number;
@@ -72,6 +97,7 @@ export interface ReduceOnPlateauOptions {
   minLr?: number;
 }
 
+/** What `ReduceOnPlateau.getState()` returns and `setState()` takes. */
 export interface ReduceOnPlateauState {
   /** The best metric so far, null before the first. */
   best: number | null;
@@ -85,15 +111,36 @@ export interface ReduceOnPlateauState {
  * Reduces the learning rate when a validation metric stops improving, as the AlexNet paper did
  * ("divided by 10 when the validation error rate stopped improving"): after more than
  * `patience` epochs without a new best, lr ← max(lr · factor, minLr) and the count restarts.
+ *
+ * @throws ShapeError from the constructor for a factor outside (0, 1), a patience that is not
+ *   a non-negative integer, an unknown mode or options that are not finite; from `step` for a
+ *   metric that is not finite
+ *
+ * @example
+ * ```ts
+ * const plateau = new cn.optim.ReduceOnPlateau(opt, { factor: 0.1, patience: 2, mode: 'max' });
+ * for (let epoch = 0; epoch < 30; epoch++) {
+ *   const accuracy = trainAndEvaluate(); // your epoch of training, then the test accuracy
+ *   if (plateau.step(accuracy)) console.log('lr is now', opt.lr);
+ * }
+ * ```
  */
 export class ReduceOnPlateau {
+  /** lr is multiplied by this on a plateau, in (0, 1). */
   readonly factor: number;
+  /** Epochs without improvement tolerated before reducing. */
   readonly patience: number;
+  /** 'max': a higher metric is better (accuracy); 'min': lower is better (loss). */
   readonly mode: 'max' | 'min';
+  /** The margin by which a metric must beat the best to count as an improvement. */
   readonly threshold: number;
+  /** The floor of the learning rate. */
   readonly minLr: number;
+  /** The best metric so far, null before the first `step`. */
   best: number | null = null;
+  /** Epochs since the last improvement or reduction. */
   badEpochs = 0;
+  /** Reductions made so far. */
   reductions = 0;
 
   constructor(private readonly optimizer: HasLr, opts: ReduceOnPlateauOptions = {}) {
@@ -130,7 +177,9 @@ export class ReduceOnPlateau {
     return true;
   }
 
+  /** The schedule's state for a checkpoint. */
   getState(): ReduceOnPlateauState {
+
     return { best: this.best, badEpochs: this.badEpochs, reductions: this.reductions };
   }
 

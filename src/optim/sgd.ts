@@ -14,6 +14,7 @@ import { finiteNumber } from '../ops/validate.js';
 import { formatShape, keepFromScopes, Tensor } from '../tensor.js';
 import { Module } from '../nn/module.js';
 
+/** Options of {@link SGD}; all must be finite and >= 0. */
 export interface SgdConfig {
   /** Learning rate. */
   lr: number;
@@ -25,8 +26,11 @@ export interface SgdConfig {
 
 /** What `SGD.getState()` returns and `setState()` takes. */
 export interface SgdState {
+  /** The current learning rate. */
   lr: number;
+  /** The momentum factor (not restored by `setState`). */
   momentum: number;
+  /** The weight decay (not restored by `setState`). */
   weightDecay: number;
   /** Steps taken so far. */
   steps: number;
@@ -38,12 +42,27 @@ export interface SgdState {
  * SGD over a list of parameters or over a module. Given a module, the optimizer reads
  * `module.namedParameters()` at every step, so it follows the module through `to(device)`, and
  * its buffers are keyed by parameter name (stable across runs, for checkpoints).
+ *
+ * @throws ShapeError from the constructor for options that are not finite or are negative,
+ *   or a parameter list holding something other than tensors
+ *
+ * @example
+ * ```ts
+ * const model = cn.models.alexnetMini().to('cuda:0');
+ * const opt = new cn.optim.SGD(model, { lr: 0.01, momentum: 0.9, weightDecay: 5e-4 });
+ * cn.scope(() => cn.softmaxCrossEntropy(model.forward(x), labels)).backward();
+ * opt.step();
+ * opt.zeroGrad();
+ * ```
  */
 export class SGD {
   /** Learning rate; schedules set it between steps. */
   lr: number;
+  /** The momentum factor (0: plain SGD, no buffers). */
   readonly momentum: number;
+  /** The L2 penalty added to each gradient. */
   readonly weightDecay: number;
+
   /** Steps taken so far. */
   steps = 0;
   private readonly source: Module | readonly Tensor[];
