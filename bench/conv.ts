@@ -235,10 +235,18 @@ interface RunContext {
   exchange: string | null;
   drivers: Set<DriverName>;
   cudnnVersion: string | null;
+  /** cuDNN passes that ran. */
+  cudnnRuns: number;
+  failed: { driver: string; error: string }[];
   log: (line: string) => void;
 }
 
-const OUR_VERSION = 'im2col + SGEMM, fp32';
+/** Our kernels, one version per op today (a second version would be its own row). */
+const OUR_KERNEL: Record<string, string> = {
+  conv: 'im2col + SGEMM', linear: 'SGEMM', relu: 'elementwise', dropout: 'counter-based mask', lrn: 'channel window',
+  pool: 'argmax, int32 indices', xent: 'row softmax',
+};
+const ourVersion = (kind: string) => `convnet ${OUR_KERNEL[kind] ?? kind}, fp32`;
 
 function writeF32(file: string, a: Float32Array | Int32Array): void {
   writeFileSync(file, Buffer.from(a.buffer, a.byteOffset, a.byteLength));
@@ -276,11 +284,24 @@ async function measureLayer(ctx: RunContext, l: BenchLayer, index: number, bar: 
         }
         if (ctx.exchange) writeF32(path.join(ctx.exchange, `${l.name}.${pass}.ours.f32`), ref);
         const samples = await timeQueued(device, timing, ours.run);
-        rows.push(rowFor(l, pass, 'convnet', OUR_VERSION, 'fp32', samples, ctx.peak, ctx.copyGBs, 0, correct, check));
+        rows.push(rowFor(l, pass, 'convnet', ourVersion(l.kind), 'fp32', samples, ctx.peak, ctx.copyGBs, 0, correct, check));
 
         if (ctx.drivers.has('cudnn') && l.kind === 'conv') {
           bar.update(`bench conv: ${l.name} ${PASS_LABEL[pass]} (cudnn)  ${done.n + 1}/${total}`);
-          rows.push(await measureCudnn(ctx, l, pass, inp, ref, timing));
+          // A cuDNN failure is cuDNN's row only; if its very first pass fails (the library
+          // cannot start here), it is dropped for the rest of the run.
+          try {
+            rows.push(await measureCudnn(ctx, l, pass, inp, ref, timing));
+            ctx.cudnnRuns++;
+          } catch (e) {
+            const error = `${l.name} ${PASS_LABEL[pass]}: ${e instanceof Error ? e.message : String(e)}`;
+            ctx.failed.push({ driver: 'cudnn', error });
+            ctx.log(`cudnn: FAILED: ${error}`);
+            if (ctx.cudnnRuns === 0) {
+              ctx.drivers.delete('cudnn');
+              ctx.log('cudnn: dropped for the rest of the run');
+            }
+          }
         }
       } finally {
         ours.outs.forEach((t) => t.dispose());
@@ -520,7 +541,7 @@ export const convSuite: Suite = {
     const ctx: RunContext = {
       opts, device, kind: info.kind, precision, layers, peak, copyGBs,
       exchange: drivers.has('pytorch') ? mkdtempSync(path.join(tmpdir(), 'convnet-bench-')) : null,
-      drivers, cudnnVersion: cudnn.version ?? null, log,
+      drivers, cudnnVersion: cudnn.version ?? null, cudnnRuns: 0, failed, log,
     };
     const rows: KernelRow[] = [];
     const bar = progress();
@@ -557,7 +578,9 @@ export const convSuite: Suite = {
       }
     } finally {
       bar.done();
-      if (ctx.exchange) rmSync(ctx.exchange, { recursive: true, force: true });
+      // BENCH_KEEP=1 keeps the files exchanged with the PyTorch peer, to rerun it alone.
+      if (ctx.exchange && process.env.BENCH_KEEP === '1') log(`kept the PyTorch peer's files in ${ctx.exchange}`);
+      else if (ctx.exchange) rmSync(ctx.exchange, { recursive: true, force: true });
     }
 
     const order = DRIVERS.filter((d) => rows.some((r) => r.driver === d));
@@ -580,7 +603,7 @@ export const convSuite: Suite = {
       model: opts.model,
       precision,
       tolerance: TOLERANCE[precision],
-      ours: `${OUR_VERSION} (every op of the library has one kernel version today)`,
+      ours: 'one kernel version per op today (a second version would be its own row); fp32 math',
       layers,
       summaries,
       gpu: info.kind === 'cuda' ? 'timed on a GPU' : 'nothing was timed on a GPU',
