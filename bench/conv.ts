@@ -20,7 +20,7 @@ import path from 'node:path';
 
 import * as cn from '../src/index.js';
 import { cudnnStatus } from '../src/cudnn.js';
-import { native } from '../src/native.js';
+import { native, type NativeCudnnPlan } from '../src/native.js';
 import { launchInPlace } from '../src/ops/launch.js';
 import { empty, type Tensor } from '../src/tensor.js';
 import {
@@ -318,24 +318,28 @@ async function measureCudnn(ctx: RunContext, l: BenchLayer, pass: Pass, inp: Inp
   const math = ctx.precision === 'fp32' ? 'fp32' : 'tf32';
   const outShape = pass === 'fwd' ? l.y : pass === 'bwd_data' ? l.x : l.w!;
   const out = empty(outShape, 'float32', ctx.device);
+  let plan: NativeCudnnPlan | null = null;
   try {
     const h = (t: Tensor) => t._handle('cudnn');
     const buffers = pass === 'fwd' ? [h(out), h(inp.x), h(inp.w!)]
       : pass === 'bwd_data' ? [h(out), h(inp.dy!), h(inp.w!)] : [h(out), h(inp.x), h(inp.dy!)];
-    const plan = native.cudnnPlan(ctx.device, pass as 'fwd' | 'bwd_data' | 'bwd_filter', l.convInts!, math);
-    native.cudnnFind(plan, buffers);
-    native.cudnnRun(plan, buffers);
+    plan = native.cudnnPlan(ctx.device, pass as 'fwd' | 'bwd_data' | 'bwd_filter', l.convInts!, math);
+    const p = plan;
+    native.cudnnFind(p, buffers);
+    native.cudnnRun(p, buffers);
     const theirs = (await out.data()) as Float32Array;
-    const info = native.cudnnPlanInfo(plan);
+    const info = native.cudnnPlanInfo(p);
     const error = normwiseError(theirs, ref);
     const correct = error <= TOLERANCE[ctx.precision];
-    const samples = await timeQueued(ctx.device, timing, () => native.cudnnRun(plan, buffers));
+    const samples = await timeQueued(ctx.device, timing, () => native.cudnnRun(p, buffers));
     const mathName = ['default', 'tensor-op', 'tensor-op+conversion', 'fma'][info.mathType] ?? `math ${info.mathType}`;
     const version = `cuDNN ${ctx.cudnnVersion} algo ${info.algo} (${mathName}, ${(info.workspaceBytes / 2 ** 20).toFixed(1)} MiB workspace)`;
     return rowFor(l, pass, 'cudnn', version, ctx.precision === 'bf16' ? 'tf32' : ctx.precision, samples, ctx.peak,
       ctx.copyGBs, error, correct, correct ? 'matches ours' : 'DIFFERS from ours');
   } finally {
     out.dispose();
+    // Its workspace goes back to the allocator now, not when the garbage collector gets to it.
+    if (plan) native.cudnnPlanRelease(plan);
   }
 }
 

@@ -49,6 +49,7 @@ export interface NativeAddon {
   cudnnPlanInfo(plan: NativeCudnnPlan): {
     found: boolean; algo: number; findMs: number; workspaceBytes: number; mathType: number; candidates: number;
   };
+  cudnnPlanRelease(plan: NativeCudnnPlan): void;
 }
 
 /** A timing marker queued on a device. */

@@ -98,6 +98,12 @@ Napi::Value CudnnTryLoad(const Napi::CallbackInfo& info) {
   });
 }
 
+PlanBox* live_plan(Napi::Value v) {
+  auto* p = unbox<PlanBox>(v, kPlanTag, "a cuDNN plan");
+  if (!p->plan) fail(ErrorKind::Disposed, "cudnn: the plan was already released");
+  return p;
+}
+
 cudnn::Pass pass_arg(const std::string& s) {
   if (s == "fwd") return cudnn::Pass::Forward;
   if (s == "bwd_data") return cudnn::Pass::BackwardData;
@@ -134,7 +140,7 @@ std::vector<StoragePtr> buffers_arg(const Napi::CallbackInfo& info, size_t k) {
 // cudnnFind(plan, [out, in1, in2]): queues the algorithm search.
 Napi::Value CudnnFind(const Napi::CallbackInfo& info) {
   return run_guarded(info, [&](Napi::Env env) -> Napi::Value {
-    auto* p = unbox<PlanBox>(info[0], kPlanTag, "a cuDNN plan");
+    auto* p = live_plan(info[0]);
     cudnn::enqueue_find(p->plan, buffers_arg(info, 1));
     return env.Undefined();
   });
@@ -143,7 +149,7 @@ Napi::Value CudnnFind(const Napi::CallbackInfo& info) {
 // cudnnRun(plan, [out, in1, in2]): queues one run with the algorithm found.
 Napi::Value CudnnRun(const Napi::CallbackInfo& info) {
   return run_guarded(info, [&](Napi::Env env) -> Napi::Value {
-    auto* p = unbox<PlanBox>(info[0], kPlanTag, "a cuDNN plan");
+    auto* p = live_plan(info[0]);
     cudnn::enqueue_run(p->plan, buffers_arg(info, 1));
     return env.Undefined();
   });
@@ -152,7 +158,7 @@ Napi::Value CudnnRun(const Napi::CallbackInfo& info) {
 // cudnnPlanInfo(plan) -> { found, algo, findMs, workspaceBytes, mathType, candidates }
 Napi::Value CudnnPlanInfo(const Napi::CallbackInfo& info) {
   return run_guarded(info, [&](Napi::Env env) -> Napi::Value {
-    auto* p = unbox<PlanBox>(info[0], kPlanTag, "a cuDNN plan");
+    auto* p = live_plan(info[0]);
     cudnn::PlanInfo i = cudnn::plan_info(*p->plan);
     Napi::Object o = Napi::Object::New(env);
     o.Set("found", i.found);
@@ -162,6 +168,14 @@ Napi::Value CudnnPlanInfo(const Napi::CallbackInfo& info) {
     o.Set("mathType", i.math);
     o.Set("candidates", i.candidates);
     return o;
+  });
+}
+
+// cudnnPlanRelease(plan): drops the plan (descriptors, workspace) once queued work is done with it.
+Napi::Value CudnnPlanRelease(const Napi::CallbackInfo& info) {
+  return run_guarded(info, [&](Napi::Env env) -> Napi::Value {
+    unbox<PlanBox>(info[0], kPlanTag, "a cuDNN plan")->plan.reset();
+    return env.Undefined();
   });
 }
 
@@ -176,6 +190,7 @@ void register_bench(Napi::Env env, Napi::Object exports) {
   exports.Set("cudnnFind", Napi::Function::New(env, CudnnFind));
   exports.Set("cudnnRun", Napi::Function::New(env, CudnnRun));
   exports.Set("cudnnPlanInfo", Napi::Function::New(env, CudnnPlanInfo));
+  exports.Set("cudnnPlanRelease", Napi::Function::New(env, CudnnPlanRelease));
 }
 
 }  // namespace cn::addon
