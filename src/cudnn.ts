@@ -4,7 +4,7 @@
  *   1. CONVNET_CUDNN_PATH: the library file, or a folder holding libcudnn.so.9;
  *   2. libcudnn.so.9 on the dynamic loader's path (LD_LIBRARY_PATH, ldconfig);
  *   3. nvidia/cudnn/lib in python3's site-packages, where PyTorch's pip wheels put it (cuBLAS
- *      from nvidia/cublas/lib beside it is opened first, since cuDNN 9 calls it).
+ *      from nvidia/cublas/lib beside it, and cuDNN's own parts, are opened first: see PARTS).
  * The first candidate that opens decides: it must be version 9 and export every entry point the
  * benchmark calls, or the status says which check failed. Nothing is searched until asked, and
  * the answer is kept for the life of the process (a library cannot be unloaded safely).
@@ -67,13 +67,24 @@ function pipCompanions(nvidia: string): string[] {
   return out;
 }
 
+/**
+ * cuDNN 9 is a small front library that opens its parts (libcudnn_graph, _ops, _cnn, the
+ * engines...) by name at run time; opened first from the same folder, they are found even where
+ * that folder is on no search path (a pip wheel).
+ */
+const PARTS = ['graph', 'engines_precompiled', 'engines_runtime_compiled', 'heuristic', 'ops', 'cnn', 'adv'];
+
+function cudnnParts(dir: string): string[] {
+  return PARTS.map((p) => path.join(dir, `libcudnn_${p}.so.9`)).filter((f) => existsSync(f));
+}
+
 function candidates(): { list: Candidate[]; tried: string[] } {
   const list: Candidate[] = [];
   const tried: string[] = [];
   const env = process.env.CONVNET_CUDNN_PATH;
   if (env) {
     const file = isDir(env) ? path.join(env, LIBRARY) : env;
-    list.push({ label: `CONVNET_CUDNN_PATH=${env}`, path: file, preload: [] });
+    list.push({ label: `CONVNET_CUDNN_PATH=${env}`, path: file, preload: cudnnParts(path.dirname(file)) });
   }
   list.push({ label: `${LIBRARY} on the loader path`, path: LIBRARY, preload: [] });
   const site = sitePackages();
@@ -82,7 +93,7 @@ function candidates(): { list: Candidate[]; tried: string[] } {
     const lib = path.join(dir, 'nvidia', 'cudnn', 'lib');
     if (!existsSync(path.join(lib, LIBRARY))) continue;
     pip++;
-    list.push({ label: lib, path: path.join(lib, LIBRARY), preload: pipCompanions(path.join(dir, 'nvidia')) });
+    list.push({ label: lib, path: path.join(lib, LIBRARY), preload: [...pipCompanions(path.join(dir, 'nvidia')), ...cudnnParts(lib)] });
   }
   if (pip === 0) tried.push(site.why ?? 'nvidia/cudnn/lib in none of python3\'s site-packages');
   return { list, tried };
