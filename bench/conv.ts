@@ -283,8 +283,10 @@ async function measureLayer(ctx: RunContext, l: BenchLayer, index: number, bar: 
           check = `mask check: ${d.ok ? 'ok' : 'FAILED'}, ${(100 * d.zeroShare).toFixed(1)}% zeros`;
         }
         if (ctx.exchange) writeF32(path.join(ctx.exchange, `${l.name}.${pass}.ours.f32`), ref);
-        const samples = await timeQueued(device, timing, ours.run);
-        rows.push(rowFor(l, pass, 'convnet', ourVersion(l.kind), 'fp32', samples, ctx.peak, ctx.copyGBs, 0, correct, check));
+        if (ctx.drivers.has('convnet')) {
+          const samples = await timeQueued(device, timing, ours.run);
+          rows.push(rowFor(l, pass, 'convnet', ourVersion(l.kind), 'fp32', samples, ctx.peak, ctx.copyGBs, 0, correct, check));
+        }
 
         if (ctx.drivers.has('cudnn') && l.kind === 'conv') {
           bar.update(`bench conv: ${l.name} ${PASS_LABEL[pass]} (cudnn)  ${done.n + 1}/${total}`);
@@ -553,23 +555,21 @@ export const convSuite: Suite = {
     const done = { n: 0 };
     let torchReport: PeerReport | null = null;
     try {
-      if (drivers.has('convnet')) {
-        for (const [k, l] of layers.entries()) {
-          try {
-            await measureLayer(ctx, l, k, bar, rows, total, done);
-          } catch (e) {
-            failed.push({ driver: 'convnet', error: `${l.name}: ${e instanceof Error ? e.message : String(e)}` });
-            log(`convnet: ${l.name} FAILED: ${e instanceof Error ? e.message : String(e)}`);
-            if (drivers.has('pytorch')) {
-              drivers.delete('pytorch');
-              skipped.push({ driver: 'pytorch', reason: 'our kernels failed, so there is nothing to compare with' });
-            }
+      // Our kernels always run: their results are what every other driver is checked against.
+      // Without `convnet` in --drivers they are not timed and have no rows.
+      if (!drivers.has('convnet') && drivers.size > 0) log('convnet: not timed (--drivers), but run once per pass as the reference');
+      for (const [k, l] of layers.entries()) {
+        if (drivers.size === 0) break;
+        try {
+          await measureLayer(ctx, l, k, bar, rows, total, done);
+        } catch (e) {
+          failed.push({ driver: 'convnet', error: `${l.name}: ${e instanceof Error ? e.message : String(e)}` });
+          log(`convnet: ${l.name} FAILED: ${e instanceof Error ? e.message : String(e)}`);
+          if (drivers.has('pytorch')) {
+            drivers.delete('pytorch');
+            skipped.push({ driver: 'pytorch', reason: 'our kernels failed, so there is nothing to compare with' });
           }
         }
-      } else if (drivers.has('pytorch')) {
-        drivers.delete('pytorch');
-        skipped.push({ driver: 'pytorch', reason: 'needs the convnet driver (its inputs and results are what PyTorch is checked against)' });
-        log('pytorch: unavailable: needs the convnet driver');
       }
       if (drivers.has('pytorch') && python) {
         bar.update(`bench conv: PyTorch ${torchInfo?.version ?? ''} on the same layers...`);
