@@ -246,7 +246,7 @@ const OUR_KERNEL: Record<string, string> = {
   conv: 'im2col + SGEMM', linear: 'SGEMM', relu: 'elementwise', dropout: 'counter-based mask', lrn: 'channel window',
   pool: 'argmax, int32 indices', xent: 'row softmax',
 };
-const ourVersion = (kind: string) => `convnet ${OUR_KERNEL[kind] ?? kind}, fp32`;
+const ourVersion = (kind: string) => `${OUR_KERNEL[kind] ?? kind}, fp32`;
 
 function writeF32(file: string, a: Float32Array | Int32Array): void {
   writeFileSync(file, Buffer.from(a.buffer, a.byteOffset, a.byteLength));

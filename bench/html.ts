@@ -24,7 +24,7 @@ function num(v: number, digits = 3): string {
 
 function bars(rows: KernelRow[], layers: BenchLayer[], drivers: string[]): string {
   const barH = 12;
-  const label = 190;
+  const label = 270;
   const width = 900;
   const plot = width - label - 90;
   const parts: string[] = [];
@@ -87,8 +87,9 @@ function roofline(rows: KernelRow[], layers: BenchLayer[], peak: Peak | null, co
   pts.forEach((r, k) => {
     parts.push(`<circle class="point" data-driver="${r.driver}" data-trial="${esc(r.trial)}" cx="${X(ais[k]).toFixed(1)}" cy="${Y(r.tflops!).toFixed(1)}" r="4" fill="${COLORS[r.driver] ?? '#888'}"${r.correct ? '' : ' fill-opacity="0.3"'}><title>${esc(`${r.driver} ${r.trial}: ${num(r.tflops!)} TFLOP/s at ${num(ais[k])} FLOP/B`)}</title></circle>`);
   });
+  // The legend sits in the lower right, clear of the peak labels at the top.
   const legend = Object.entries(COLORS).map(([d, c], i) =>
-    `<circle cx="${W - m.r + 10}" cy="${m.t + 60 + 16 * i}" r="4" fill="${c}"/><text x="${W - m.r + 18}" y="${m.t + 64 + 16 * i}" class="tick">${d}</text>`).join('');
+    `<circle cx="${W - m.r + 10}" cy="${H - m.b - 56 + 16 * i}" r="4" fill="${c}"/><text x="${W - m.r + 18}" y="${H - m.b - 52 + 16 * i}" class="tick">${d}</text>`).join('');
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" role="img" aria-label="roofline">${parts.join('')}${legend}</svg>`;
 }
 

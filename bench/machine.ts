@@ -2,7 +2,8 @@
  * What a device can do at best, for the "fraction of peak" columns and the roofline: peak
  * FLOP/s by precision and memory bandwidth. GPUs come from a small table of data-sheet numbers
  * (dense, no sparsity), matched by the name the driver reports; CPUs are estimated from the
- * thread count and clock as threads x GHz x 32 (two 8-wide FMA units per core, AVX2), and say so.
+ * thread count and the listed clock as threads x GHz x FLOP per cycle (two FMA units per core:
+ * 64 with AVX-512, 32 with AVX2), and say so.
  */
 import { readFileSync } from 'node:fs';
 
@@ -29,12 +30,16 @@ const GPUS: [RegExp, number, number, number, number][] = [
   [/RTX 4090/i, 82.6, 82.6, 165.2, 1008],
 ];
 
-function cpuGHz(): number | null {
+/** The clock (the highest `cpu MHz` listed) and the float32 FLOP per cycle of one core. */
+function cpuFacts(): { ghz: number; perCycle: number; isa: string } | null {
   try {
-    const mhz = readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('cpu MHz'))
-      .map((l) => Number(l.split(':')[1]));
-    const valid = mhz.filter((v) => Number.isFinite(v) && v > 0);
-    return valid.length ? Math.max(...valid) / 1000 : null;
+    const lines = readFileSync('/proc/cpuinfo', 'utf8').split('\n');
+    const mhz = lines.filter((l) => l.startsWith('cpu MHz')).map((l) => Number(l.split(':')[1])).filter((v) => Number.isFinite(v) && v > 0);
+    if (!mhz.length) return null;
+    const flags = new Set((lines.find((l) => l.startsWith('flags')) ?? '').split(':')[1]?.trim().split(/\s+/) ?? []);
+    // Two FMA units per core: 2 x lanes x 2 FLOP per cycle.
+    const [perCycle, isa] = flags.has('avx512f') ? [64, 'AVX-512 FMA'] : flags.has('fma') ? [32, 'AVX2 FMA'] : [16, 'SSE'];
+    return { ghz: Math.max(...mhz) / 1000, perCycle, isa };
   } catch {
     return null;
   }
@@ -47,13 +52,13 @@ export function peakOf(kind: 'cpu' | 'cuda', name: string, threads: number): Pea
     const [, fp32, tf32, bf16, bw] = hit;
     return { tflops: { fp32, tf32, bf16 }, bandwidthGBs: bw, source: `data sheet of ${name} (dense)` };
   }
-  const ghz = cpuGHz();
-  if (!ghz) return null;
-  const fp32 = (threads * ghz * 32) / 1000;
+  const cpu = cpuFacts();
+  if (!cpu) return null;
+  const fp32 = (threads * cpu.ghz * cpu.perCycle) / 1000;
   // No TF32 on a CPU; bf16 at best doubles fp32 (AVX-512 BF16), taken as equal here.
   return {
     tflops: { fp32, tf32: fp32, bf16: fp32 },
     bandwidthGBs: NaN,
-    source: `estimate: ${threads} threads x ${ghz.toFixed(2)} GHz x 32 FLOP/cycle (AVX2 FMA)`,
+    source: `estimate: ${threads} threads x ${cpu.ghz.toFixed(2)} GHz x ${cpu.perCycle} FLOP/cycle (${cpu.isa}; turbo clocks can exceed it)`,
   };
 }

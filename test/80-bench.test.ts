@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { dropoutCheck, normwiseError, summarize, type KernelRow } from '../bench/conv.js';
 import { stats } from '../bench/harness.js';
+import { renderHtml } from '../bench/html.js';
 import { benchLayers } from '../bench/layers.js';
 import { findPython } from '../bench/peers.js';
 import * as cn from '../src/index.js';
@@ -26,6 +27,7 @@ trackLeaks();
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const hasGpu = cn.devices().some((d) => d.kind === 'cuda');
+const chromium = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
 const torch = findPython(false);
 let tmp: string;
 
@@ -253,6 +255,45 @@ describe('bench conv on cpu:0', () => {
     const r = runTs('bench/main.ts', ['conv', '--precision', 'fp16']);
     expect(r.status).toBe(2);
     expect(r.stderr.split('\n')[0]).toBe("bench: --precision must be fp32, tf32 or bf16, received 'fp16'");
+  });
+});
+
+describe('the HTML page', () => {
+  it('renders in headless Chromium: the bars, and a roofline with its peak lines and one point per kernel', (ctx) => {
+    if (!chromium) {
+      console.log('skipped: no Chromium on this machine (apt-get install chromium)');
+      ctx.skip();
+    }
+    const layers = benchLayers('alexnet', 2, 1).filter((l) => ['conv1', 'fc6', 'relu1'].includes(l.name));
+    const rows: KernelRow[] = [];
+    for (const l of layers) {
+      for (const pass of l.passes) {
+        for (const [driver, ms] of [['convnet', 2], ['cudnn', 1]] as const) {
+          const flops = l.flops[pass] ?? 0;
+          rows.push({
+            trial: `${l.name} ${pass.replace('_', '-')}`, driver, layer: l.name, pass, kind: l.kind, what: l.what, version: driver, math: 'fp32',
+            ms: stats([ms]), flops, bytes: l.bytes[pass]!, tflops: flops ? flops / 1e-3 / ms / 1e12 : null, gbps: 1, peakFraction: null,
+            error: 0, correct: driver === 'convnet' || l.name !== 'fc6', check: '',
+          });
+        }
+      }
+    }
+    const peak = { tflops: { fp32: 67, tf32: 494.7, bf16: 989.4 }, bandwidthGBs: 4800, source: 'test' };
+    const file = path.join(tmp, 'page.html');
+    writeFileSync(file, renderHtml({ title: 'a test page', rows, layers, summaries: [], peak, copyGBs: 4000, notes: { device: 'test' } }));
+    const r = spawnSync(chromium!, ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', `--user-data-dir=${path.join(tmp, 'profile')}`,
+      '--dump-dom', `file://${file}`], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.status).toBe(0);
+    const dom = r.stdout;
+    expect(dom.match(/<svg /g)).toHaveLength(2);
+    // conv1 and fc6 have three passes each, two drivers: 12 points; relu1 has none.
+    expect(dom.match(/<circle class="point"/g)).toHaveLength(12);
+    expect(dom.match(/<rect class="bar"/g)).toHaveLength(rows.length);
+    expect(dom.match(/<polyline class="roof"/g)).toHaveLength(2);
+    expect(dom).toContain('fp32 peak 67.0 TFLOP/s');
+    // The wrong rows (cuDNN on fc6) are drawn faded.
+    expect(dom.match(/data-driver="cudnn" data-trial="fc6 [^"]+" cx="[\d.]+" cy="[\d.]+" r="4" fill="#76b900" fill-opacity="0.3"/g)).toHaveLength(3);
   });
 });
 
