@@ -1,5 +1,6 @@
 #include "bench/cudnn_conv.h"
 
+#include <cstdint>
 #include <map>
 #include <mutex>
 
