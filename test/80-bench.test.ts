@@ -158,6 +158,21 @@ describe('the cuDNN loader', () => {
   });
 });
 
+describe('the CUDA side without a GPU', () => {
+  it('drives a fake cuDNN over the emulated CUDA runtime: every pass wired right, errors typed, markers and flush', () => {
+    const r = spawnSync('bash', [path.join(root, 'native', 'bench', 'emu', 'build.sh')], {
+      cwd: root, encoding: 'utf8', timeout: 400_000, env: { ...process.env, CN_BENCH_EMU_OUT: path.join(tmp, 'bench-emu') },
+    });
+    const out = `${r.stdout}${r.stderr}`;
+    expect(r.status, out).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines.filter((l) => l.startsWith('FAIL '))).toEqual([]);
+    // 4 shapes x 3 passes x 2 precisions x 3 checks, and 7 others.
+    expect(lines.filter((l) => l.startsWith('ok '))).toHaveLength(4 * 3 * 2 * 3 + 7);
+    expect(lines.at(-1)).toBe('PASS: 0 failure(s)');
+  });
+});
+
 describe('scoring', () => {
   const row = (trial: string, driver: string, ms: number, correct: boolean): KernelRow => ({
     trial, driver, layer: trial, pass: 'fwd', kind: 'conv', what: '', version: '', math: 'fp32', ms: stats([ms]), flops: 1, bytes: 1,
