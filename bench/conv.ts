@@ -14,7 +14,7 @@
  * and ours still run fp32 (the rows say so). fp32 means no tensor-core math on any side: cuDNN
  * gets CUDNN_FMA_MATH, PyTorch runs with TF32 off.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -26,9 +26,9 @@ import { empty, type Tensor } from '../src/tensor.js';
 import {
   fixed, progress, stats, table, type BenchOptions, type Stats, type Suite, type SuiteReport, type TrialResult,
 } from './harness.js';
+import { renderHtml } from './html.js';
 import { benchLayers, DROPOUT_P, LRN, MODELS, PASS_LABEL, poolInts, type BenchLayer, type Model, type Pass } from './layers.js';
 import { peakOf, type Peak, type Precision } from './machine.js';
-import { renderHtml } from './html.js';
 import { findPython, peerScript, runPeer } from './peers.js';
 import { copyBandwidth, timeQueued } from './timing.js';
 
@@ -481,10 +481,6 @@ function report(ctx: RunContext, rows: KernelRow[], drivers: DriverName[], summa
   }
 }
 
-function given<T>(v: T | null | undefined, fallback: T): T {
-  return v === null || v === undefined ? fallback : v;
-}
-
 export const convSuite: Suite = {
   name: 'conv',
   describe: 'every AlexNet / AlexNet-mini layer, fwd + bwd-data + bwd-filter, ours vs cuDNN vs PyTorch',
@@ -501,7 +497,7 @@ export const convSuite: Suite = {
     const skipped: { driver: string; reason: string }[] = [];
     const failed: { driver: string; error: string }[] = [];
     if (!MODELS.includes(opts.model as Model)) throw new Error(`conv suite: --model must be one of ${MODELS.join(', ')}`);
-    const device = given(opts.device, 'cpu:0');
+    const device = opts.device ?? 'cpu:0';
     const info = cn.devices().find((d) => d.id === device);
     if (!info) {
       const ids = cn.devices().map((d) => d.id).join(', ');
