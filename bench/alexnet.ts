@@ -119,7 +119,9 @@ export const alexnetSuite: Suite = {
     log(table(['towers', 'devices', 'batch', 'ms/step', 'min', 'max', 'images/s', 'loss first -> last'], rows, 2));
     const [one, two] = [1, 2].map((t) => (results as StepRow[]).find((r) => r.towers === t));
     if (one && two) log(`two towers / one tower: ${fixed(two.imagesPerSec / one.imagesPerSec, 2)}x the images/s`);
-    if (!devices.some((d) => d.startsWith('cuda'))) log('note: nothing was timed on a GPU; these are CPU numbers.');
+    if (!devices.some((d) => d.startsWith('cuda'))) {
+      log('note: nothing was timed on a GPU; these are CPU numbers (on a CPU the default batch is 8 for alexnet, 64 for alexnet-mini).');
+    }
     return { results, skipped, failed, notes: { sgd: SGD, devices } };
   },
 };

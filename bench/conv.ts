@@ -538,7 +538,10 @@ export const convSuite: Suite = {
       `copy bandwidth ${fixed(copyGBs, 1)} GB/s (measured)`);
     log(`precision ${precision}: convnet runs fp32 math whatever --precision says (no tensor-core kernels yet); ` +
       `${precision === 'fp32' ? 'cuDNN gets FMA-only math and PyTorch runs with TF32 off' : `cuDNN and PyTorch may use ${precision}`}`);
-    if (info.kind === 'cpu') log('nothing in this run is timed on a GPU: it runs on the CPU (pass --device cuda:0 on a machine with one)');
+    if (info.kind === 'cpu') {
+      log('nothing in this run is timed on a GPU: it runs on the CPU (pass --device cuda:0 on a machine with one); ' +
+        'on a CPU the default batch is 8 for alexnet and 64 for alexnet-mini, and 5 timed runs (--batch, --iters to change)');
+    }
 
     const ctx: RunContext = {
       opts, device, kind: info.kind, precision, layers, peak, copyGBs,
