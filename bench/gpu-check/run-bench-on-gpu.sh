@@ -24,7 +24,7 @@ if [ "${BENCH_CPU:-0}" = 1 ]; then
   MODELS=(alexnet-mini)
   CHECK_TIMEOUT=${CHECK_TIMEOUT:-120}
 else
-  xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node
+  xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node || { echo "cannot unpack .device/node.xz (see README.md)" >&2; exit 1; }
   NODE=/tmp/node
   export PATH=/tmp:$PATH:/usr/local/cuda/bin
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/nvidia-smi.csv"
