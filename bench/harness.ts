@@ -25,6 +25,12 @@ export interface BenchOptions {
   seed: number;
   /** Only these drivers, by name (null: all of the suite's). */
   drivers: string[] | null;
+  /** The network whose layers are measured (conv and alexnet suites): alexnet or alexnet-mini. */
+  model: string;
+  /** The device our kernels run on (conv and alexnet suites); null: the suite's choice. */
+  device: string | null;
+  /** Math of the GEMM-like kernels for the drivers that offer a choice: fp32, tf32 or bf16. */
+  precision: 'fp32' | 'tf32' | 'bf16';
 }
 
 /** Summary statistics of one measurement, in milliseconds. */
@@ -65,6 +71,8 @@ export interface SuiteReport {
   failed: { driver: string; error: string }[];
   /** Free-form facts the suite wants in the JSON (shapes, checks). */
   notes: Record<string, unknown>;
+  /** A self-contained HTML page of the results, written beside the JSON (--html). */
+  html?: string;
 }
 
 export interface Suite {
@@ -74,7 +82,30 @@ export interface Suite {
   drivers: string[];
   /** Defaults for options the user did not give. */
   defaults: Partial<BenchOptions>;
+  /** Defaults that depend on what was given (e.g. a smaller batch on a CPU device). */
+  resolve?(given: Partial<BenchOptions>): Partial<BenchOptions>;
   run(opts: BenchOptions, log: (line: string) => void): Promise<SuiteReport>;
+}
+
+/**
+ * A one-line progress display on stderr, rewritten in place, shown only when stderr is a
+ * terminal (so logs and tests see none of it); `done()` clears it.
+ */
+export function progress(): { update(text: string): void; done(): void } {
+  const tty = process.stderr.isTTY === true;
+  let shown = false;
+  return {
+    update(text) {
+      if (!tty) return;
+      const width = Math.max(20, (process.stderr.columns ?? 100) - 1);
+      process.stderr.write(`\r${text.slice(0, width)}\x1b[K`);
+      shown = true;
+    },
+    done() {
+      if (shown) process.stderr.write('\r\x1b[K');
+      shown = false;
+    },
+  };
 }
 
 export function now(): number {
@@ -129,6 +160,8 @@ function cpuModel(): string {
 }
 
 function gitCommit(): string | null {
+  // Where .git did not travel (the GPU machine), the run names its commit.
+  if (process.env.CONVNET_COMMIT) return process.env.CONVNET_COMMIT;
   try {
     return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { stdio: ['ignore', 'pipe', 'ignore'] })
       .toString()

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { cudnnStatus } from './cudnn.js';
 import { addonOrigin, native, type AddonSource } from './native.js';
 
 /** One entry of {@link devices}. */
@@ -41,8 +42,14 @@ export interface BuildInfo {
   cudaVersion?: string;
   /** CUDA targets of the fat binary, e.g. ['sm_75', 'sm_90']. */
   archs?: string[];
-  /** cuDNN is never linked into the library; it is a benchmark driver only. */
-  cudnn: 'not linked';
+  /**
+   * cuDNN is never linked into the library; the benchmark opens it at run time as a driver to
+   * race against (src/cudnn.ts): whether it was found, its version and path, or why not.
+   */
+  cudnn: 'found' | 'not found' | 'unusable';
+  cudnnVersion?: string;
+  cudnnPath?: string;
+  cudnnReason?: string;
   /** The package version. */
   version: string;
   /** The native ops and whether each has a CUDA kernel in this build. */
@@ -88,7 +95,16 @@ function packageVersion(): string {
  */
 export function buildInfo(): BuildInfo {
   const b = native.buildInfo();
-  return { ...b, cudnn: 'not linked', version: packageVersion(), addon: { ...addonOrigin } };
+  const c = cudnnStatus();
+  return {
+    ...b,
+    cudnn: c.status,
+    ...(c.version ? { cudnnVersion: c.version } : {}),
+    ...(c.path ? { cudnnPath: c.path } : {}),
+    ...(c.reason ? { cudnnReason: c.reason } : {}),
+    version: packageVersion(),
+    addon: { ...addonOrigin },
+  };
 }
 
 /**

@@ -36,7 +36,26 @@ export interface NativeAddon {
   emptyCache(device: string): void;
   traceStart(): void;
   traceStop(): { device: string; op: string; start: number; end: number }[];
+  // Benchmark facilities (native/bench/, native/addon/bench_addon.cc).
+  timerMark(device: string): NativeMarker;
+  timerElapsed(a: NativeMarker, b: NativeMarker): number;
+  l2Flush(device: string): number;
+  cudnnTryLoad(path: string, preload: string[]): {
+    outcome: 'opened' | 'absent' | 'rejected'; path: string; version?: string; versionNumber?: number; reason?: string;
+  };
+  cudnnPlan(device: string, pass: 'fwd' | 'bwd_data' | 'bwd_filter', ints: number[], math: 'fp32' | 'tf32'): NativeCudnnPlan;
+  cudnnFind(plan: NativeCudnnPlan, buffers: NativeHandle[]): void;
+  cudnnRun(plan: NativeCudnnPlan, buffers: NativeHandle[]): void;
+  cudnnPlanInfo(plan: NativeCudnnPlan): {
+    found: boolean; algo: number; findMs: number; workspaceBytes: number; mathType: number; candidates: number;
+  };
+  cudnnPlanRelease(plan: NativeCudnnPlan): void;
 }
+
+/** A timing marker queued on a device. */
+export type NativeMarker = { readonly __marker: unique symbol };
+/** A cuDNN convolution plan (descriptors, the chosen algorithm, its workspace). */
+export type NativeCudnnPlan = { readonly __cudnnPlan: unique symbol };
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 

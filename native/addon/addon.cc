@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "addon/addon_shared.h"
 #include "core/device.h"
 #include "core/errors.h"
 #include "ops/registry.h"
@@ -418,9 +419,20 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("synchronizeSync", Napi::Function::New(env, SynchronizeSync));
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats));
   exports.Set("emptyCache", Napi::Function::New(env, EmptyCache));
+  cn::addon::register_bench(env, exports);
   return exports;
 }
 
 }  // namespace
+
+namespace cn::addon {
+
+const StoragePtr& storage_of(Napi::Value v) { return live_storage(v); }
+
+Napi::Value run_guarded(const Napi::CallbackInfo& info, const std::function<Napi::Value(Napi::Env)>& fn) {
+  return guarded(info, fn);
+}
+
+}  // namespace cn::addon
 
 NODE_API_MODULE(convnet, Init)

@@ -81,8 +81,13 @@ Prints the version, the build flags (CUDA on/off, target architectures) and the 
 
 const BENCH_USAGE = `usage: convnet bench <suite> [options]
 
-Runs bench/main.ts (needs the development install: tsx). Suites: cpu. Its own --help lists the
-options.`;
+Runs bench/main.ts (needs the development install: tsx; without it, the compiled
+dist-bench/bench/main.js from \`npm run build:bench\`). Suites:
+  cpu      AlexNet-mini on the CPU: per-op fwd/bwd and the training step, beside PyTorch
+  conv     every AlexNet (or -mini) layer, fwd / bwd-data / bwd-filter: ours vs cuDNN vs PyTorch
+  alexnet  the whole training step in images/s, one tower and two towers
+e.g. convnet bench conv --model alexnet-mini --device cpu:0 --precision fp32 --json out/conv.json
+\`convnet bench <suite> --help\` lists every option.`;
 
 type Flags = Record<string, string | boolean | undefined>;
 
@@ -146,6 +151,9 @@ function info(): void {
   const cudaOps = b.ops.filter((o) => o.cuda).map((o) => o.name);
   const missing = b.ops.filter((o) => !o.cuda).map((o) => o.name);
   console.log(`ops: ${b.ops.length} native ops, ${cudaOps.length} with CUDA kernels${b.cuda && missing.length ? ` (not yet: ${missing.join(', ')})` : ''}`);
+  console.log(b.cudnn === 'found'
+    ? `cuDNN: ${b.cudnnVersion} at ${b.cudnnPath} (a benchmark driver only; never linked)`
+    : `cuDNN: ${b.cudnn} (a benchmark driver only): ${b.cudnnReason}`);
   console.log('devices:');
   const list = devices();
   for (const d of list) {
@@ -412,6 +420,8 @@ function benchCommand(args: string[]): number {
   try {
     tsx = createRequire(import.meta.url).resolve('tsx');
   } catch {
+    const compiled = path.join(root, 'dist-bench', 'bench', 'main.js');
+    if (existsSync(compiled)) return spawnSync(process.execPath, [compiled, ...args], { stdio: 'inherit', cwd: root }).status ?? 1;
     throw new ConvnetError('convnet bench needs the development install (tsx, from `npm install` in a clone of the repository)');
   }
   if (!existsSync(main)) throw new ConvnetError(`convnet bench: ${main} is missing; run it from a clone of the repository`);
