@@ -47,8 +47,11 @@ export interface BuildInfo {
    * race against (src/cudnn.ts): whether it was found, its version and path, or why not.
    */
   cudnn: 'found' | 'not found' | 'unusable';
+  /** The cuDNN version found, e.g. `'9.10.2'` (when `cudnn` is `'found'`). */
   cudnnVersion?: string;
+  /** The library file that was opened. */
   cudnnPath?: string;
+  /** Why cuDNN cannot be used, in one line (when `cudnn` is not `'found'`). */
   cudnnReason?: string;
   /** The package version. */
   version: string;

@@ -5,14 +5,15 @@
 # one results folder, in under 8 minutes. It runs the compiled bench (dist-bench/, from
 # `npm run build:bench`) with the node binary that travelled in .device/: no npm, no node_modules.
 #
-#   CONVNET_COMMIT=<sha> bash bench/gpu-check/run-bench-on-gpu.sh
-#   BENCH_CPU=1 bash bench/gpu-check/run-bench-on-gpu.sh    # the same steps on cpu:0, tiny (tests)
+#   CONVNET_COMMIT=<sha> bash bench/gpu-check/run-bench-on-gpu.sh [RESULTS_DIR]
+#   BENCH_CPU=1 bash bench/gpu-check/run-bench-on-gpu.sh [RESULTS_DIR]   # the same steps on cpu:0, tiny (tests)
 #
-# Results: $OUT (default bench/results/tmp/gpu-bench): <step>.txt (the console), conv-*.json and
-# conv-*.html, alexnet.json, gpu-check/, nvidia-smi.csv, and steps.txt (each step's exit code).
+# Results: RESULTS_DIR (default $OUT, else bench/results/tmp/gpu-bench): <step>.txt (the console),
+# conv-*.json and conv-*.html, alexnet.json, gpu-check/, nvidia-smi.csv, and steps.txt (each
+# step's exit code). Node: .device/node.xz (scripts/pack-node.sh) when present, else the PATH's.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
-OUT=${OUT:-bench/results/tmp/gpu-bench}
+OUT=${1:-${OUT:-bench/results/tmp/gpu-bench}}
 mkdir -p "$OUT"
 : > "$OUT/steps.txt"
 
@@ -24,12 +25,8 @@ if [ "${BENCH_CPU:-0}" = 1 ]; then
   MODELS=(alexnet-mini)
   CHECK_TIMEOUT=${CHECK_TIMEOUT:-120}
 else
-  xz -dc .device/node.xz > /tmp/node && chmod +x /tmp/node || { echo "cannot unpack .device/node.xz (see README.md)" >&2; exit 1; }
-  NODE=/tmp/node
-  export PATH=/tmp:$PATH:/usr/local/cuda/bin
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/nvidia-smi.csv"
-  CONVNET_GPU_DRIVER=$(nvidia-smi --query-gpu=driver_version --format=csv,noheader | head -1)
-  export CONVNET_GPU_DRIVER
+  . bench/gpu-check/node-env.sh
+  gpu_env "$OUT" || exit 1
   CHECK=()
   CONV=(--device cuda:0 --iters 10 --warmup 2)
   ALEXNET=(--device cuda:0,cuda:1 --iters 5 --warmup 2)
