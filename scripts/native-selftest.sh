@@ -40,9 +40,9 @@ case "$target" in
     napi=$(node -p "require('node-addon-api').include" | tr -d '"')
     node_inc=$(node -p "require('node:path').resolve(process.execPath, '../../include/node')")
     objs=()
-    for f in native/core/parallel.cc native/core/allocator.cc native/core/device.cc native/core/cuda_none.cc \
-             native/ops/registry.cc native/ops/elementwise_cpu.cc native/ops/gemm_cpu.cc native/ops/conv2d_cpu.cc \
-             native/ops/pool_cpu.cc native/ops/lrn_cpu.cc native/ops/loss_cpu.cc native/addon/addon.cc; do
+    # The CPU-only source list of CMakeLists.txt (CONVNET_SOURCES, plus the no-CUDA device stub).
+    sources=$(sed -n '/^set(CONVNET_SOURCES/,/^)/p' CMakeLists.txt | grep -o 'native/[^ )]*\.cc')
+    for f in $sources native/core/cuda_none.cc; do
       o="$out/obj/$(basename "$f").o"
       "$cxx" "${flags[@]}" -O3 -fPIC -I"$node_inc" -I"$napi" -DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS \
         -DNODE_ADDON_API_DISABLE_DEPRECATED -c "$f" -o "$o"
