@@ -15,7 +15,7 @@
  * iterations after --warmup untimed ones. Both drivers use the same thread count: ours reads
  * CONVNET_CPU_THREADS (set by main.ts before the library loads), PyTorch gets --threads.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -43,6 +43,7 @@ import {
   type SuiteReport,
   type TrialResult,
 } from './harness.js';
+import { runPeer } from './peers.js';
 
 const DEVICE = 'cpu:0';
 const SGD = { lr: 0.01, momentum: 0.9, weightDecay: 5e-4 } as const;
@@ -222,21 +223,9 @@ const torch: Driver = {
   },
   async run(opts) {
     const script = path.join(here, 'peers', 'torch_cpu.py');
-    const args = [script, '--batch', `${opts.batch}`, '--width', `${opts.width}`, '--iters', `${opts.iters}`,
-      '--warmup', `${opts.warmup}`, '--threads', `${opts.threads}`,
-      '--seed', `${opts.seed}`];
-    const env = { ...process.env, OMP_NUM_THREADS: `${opts.threads}`, MKL_NUM_THREADS: `${opts.threads}` };
-    const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(PYTHON, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (d) => (out += d));
-      child.stderr.on('data', (d) => (err += d));
-      child.on('error', reject);
-      child.on('close', (c) => resolve({ code: c, stdout: out, stderr: err }));
-    });
-    if (code !== 0) throw new Error(`${PYTHON} ${path.relative(process.cwd(), script)} exited with ${code}:\n${stderr.trim()}`);
-    const r = JSON.parse(stdout) as {
+    const args = ['--batch', `${opts.batch}`, '--width', `${opts.width}`, '--iters', `${opts.iters}`,
+      '--warmup', `${opts.warmup}`, '--threads', `${opts.threads}`, '--seed', `${opts.seed}`];
+    const r = (await runPeer(PYTHON, script, args, opts.threads)) as {
       torch: string; threads: number; blas: { info: string; library: string | null };
       ops: { name: string; inShape: number[]; outShape: number[]; fwd: Stats; bwd: Stats }[];
       sgd: { params: number; fwd: Stats };

@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 
 import * as cn from '../src/index.js';
-import { rng, trackLeaks, uniform } from './helpers.js';
+import { rejection, rng, trackLeaks, uniform } from './helpers.js';
 
 trackLeaks();
 
@@ -51,17 +51,6 @@ async function values(m: Params): Promise<Record<string, number[]>> {
   return out;
 }
 
-async function rejection(p: Promise<unknown>, cls: new (...a: never[]) => Error = cn.FormatError): Promise<string> {
-  let thrown: unknown;
-  try {
-    await p;
-  } catch (e) {
-    thrown = e;
-  }
-  expect(thrown, `expected a ${cls.name}`).toBeInstanceOf(cls);
-  expect((thrown as Error).constructor).toBe(cls);
-  return (thrown as Error).message;
-}
 
 /** A file: an 8-byte length (the header's, unless given), the header text, the data bytes. */
 function rawFile(header: string | object, dataBytes = 0, length?: bigint): string {

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as cn from '../src/index.js';
 import { BatchLoader } from '../src/data/loader.js';
 import { countCorrect, DEFAULT_CONFIG, loadCheckpoint, readCheckpointState, train, type TrainConfig } from '../src/train/trainer.js';
-import { rng, trackLeaks } from './helpers.js';
+import { rejection, rng, trackLeaks } from './helpers.js';
 
 trackLeaks();
 
@@ -67,17 +67,6 @@ async function tamper(
   return out;
 }
 
-async function rejection(p: Promise<unknown>, cls: new (...a: never[]) => Error): Promise<string> {
-  let thrown: unknown;
-  try {
-    await p;
-  } catch (e) {
-    thrown = e;
-  }
-  expect(thrown, `expected a ${cls.name}`).toBeInstanceOf(cls);
-  expect((thrown as Error).constructor).toBe(cls);
-  return (thrown as Error).message;
-}
 
 describe('NaN is honest', () => {
   it('a row of logits holding a NaN counts as wrong for top-1 and top-5', () => {

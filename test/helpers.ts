@@ -86,3 +86,16 @@ export function expectError(fn: () => unknown, cls: new (...a: never[]) => Error
   else expect((thrown as Error).message).toMatch(message);
   expect(cn.memory()).toEqual(before);
 }
+
+/** Awaits p, expects it to reject with exactly this class, and returns the message. */
+export async function rejection(p: Promise<unknown>, cls: new (...a: never[]) => Error = cn.FormatError): Promise<string> {
+  let thrown: unknown;
+  try {
+    await p;
+  } catch (e) {
+    thrown = e;
+  }
+  expect(thrown, `expected a ${cls.name}`).toBeInstanceOf(cls);
+  expect((thrown as Error).constructor).toBe(cls);
+  return (thrown as Error).message;
+}
