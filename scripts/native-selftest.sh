@@ -42,7 +42,7 @@ case "$target" in
     objs=()
     for f in native/core/parallel.cc native/core/allocator.cc native/core/device.cc native/core/cuda_none.cc \
              native/ops/registry.cc native/ops/elementwise_cpu.cc native/ops/gemm_cpu.cc native/ops/conv2d_cpu.cc \
-             native/ops/pool_cpu.cc native/ops/lrn_cpu.cc native/ops/loss_cpu.cc native/addon/addon.cc; do
+             native/ops/pool_cpu.cc native/ops/lrn_cpu.cc native/ops/loss_cpu.cc native/ops/compose_cpu.cc native/addon/addon.cc; do
       o="$out/obj/$(basename "$f").o"
       "$cxx" "${flags[@]}" -O3 -fPIC -I"$node_inc" -I"$napi" -DNAPI_VERSION=8 -DNAPI_CPP_EXCEPTIONS \
         -DNODE_ADDON_API_DISABLE_DEPRECATED -c "$f" -o "$o"

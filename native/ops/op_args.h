@@ -2,6 +2,7 @@
 // as a typed pointer (null for an optional tensor left out), int and float arguments, and the
 // shape structs of the ops whose argument lists registry.cc documents.
 #pragma once
+#include "ops/compose.h"
 #include "ops/conv2d.h"
 #include "ops/lrn.h"
 #include "ops/pool.h"
@@ -41,6 +42,19 @@ inline LrnShape lrn_shape(const OpCall& c) {
   s.N = int_arg(c, 0); s.C = int_arg(c, 1); s.H = int_arg(c, 2); s.W = int_arg(c, 3);
   s.size = int_arg(c, 4);
   s.alpha = float_arg(c, 0); s.beta = float_arg(c, 1); s.k = float_arg(c, 2);
+  return s;
+}
+
+// binary and strided_copy: from int `first` on, dims[kMaxRank], then the strides of the first
+// operand[kMaxRank] and, with `two`, of the second[kMaxRank]; only the first `rank` are used.
+inline Strided strided_of(const OpCall& c, size_t first, int rank, bool two) {
+  Strided s{};
+  s.rank = rank;
+  for (int d = 0; d < kMaxRank; ++d) {
+    s.dims[d] = c.i[first + d];
+    s.sa[d] = c.i[first + kMaxRank + d];
+    s.sb[d] = two ? c.i[first + 2 * kMaxRank + d] : 0;
+  }
   return s;
 }
 

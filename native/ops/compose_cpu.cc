@@ -1,0 +1,101 @@
+// CPU references for the composition ops of compose.h. Thread mapping: the outputs, [0, count),
+// are split into one contiguous range per pool worker; below kGrain units of work the loop runs
+// on the queue thread. Every output element is computed by one thread in a fixed order.
+#include "ops/compose.h"
+#include "ops/gemm.h"
+
+namespace cn {
+
+namespace {
+constexpr int64_t kGrain = 1 << 15;
+
+// Runs fn(begin, end) over [0, n); `work` estimates the total cost to decide on threading.
+template <typename Fn>
+void for_range(ThreadPool* pool, int64_t n, int64_t work, Fn fn) {
+  if (!pool || work < kGrain) {
+    fn(int64_t{0}, n);
+    return;
+  }
+  parallel_for(pool, n, [&](int64_t b, int64_t e, int) { fn(b, e); });
+}
+
+template <int kCode>
+void binary_loop(ThreadPool* pool, const Strided& s, int64_t count, const float* a, const float* b,
+                 float* y) {
+  for_range(pool, count, count, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      int64_t oa, ob;
+      strided_offsets(s, i, &oa, &ob);
+      y[i] = binary_elem(kCode, a[oa], b[ob]);
+    }
+  });
+}
+}  // namespace
+
+void binary_cpu(ThreadPool* pool, int code, const Strided& s, int64_t count, const float* a,
+                const float* b, float* y) {
+  switch (code) {
+    case kBinAdd: binary_loop<kBinAdd>(pool, s, count, a, b, y); break;
+    case kBinSub: binary_loop<kBinSub>(pool, s, count, a, b, y); break;
+    case kBinMul: binary_loop<kBinMul>(pool, s, count, a, b, y); break;
+    default: binary_loop<kBinDiv>(pool, s, count, a, b, y); break;
+  }
+}
+
+void unary_cpu(ThreadPool* pool, int code, int64_t n, float p, const float* x, float* y) {
+  for_range(pool, n, n, [=](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) y[i] = unary_elem(code, x[i], p);
+  });
+}
+
+void unary_backward_cpu(ThreadPool* pool, int code, int64_t n, float p, const float* x,
+                        const float* y, const float* dy, float* dx) {
+  for_range(pool, n, n, [=](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) dx[i] = unary_grad_elem(code, x[i], y[i], dy[i], p);
+  });
+}
+
+void reduce_cpu(ThreadPool* pool, int code, int64_t outer, int64_t r, int64_t inner, float scale,
+                const float* x, float* y, int32_t* idx) {
+  const int64_t count = outer * inner;
+  for_range(pool, count, count * (r > 0 ? r : 1), [=](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      const int64_t o = t / inner, i = t - o * inner;
+      const float* base = x + o * r * inner + i;
+      y[t] = code == kRedSum ? reduce_sum_elem(base, r, inner, scale)
+                             : reduce_max_elem(base, r, inner, &idx[t]);
+    }
+  });
+}
+
+void reduce_max_backward_cpu(ThreadPool* pool, int64_t outer, int64_t r, int64_t inner,
+                             const float* dy, const int32_t* idx, float* dx) {
+  const int64_t count = outer * r * inner;
+  for_range(pool, count, count, [=](int64_t lo, int64_t hi) {
+    for (int64_t e = lo; e < hi; ++e) {
+      const int64_t i = e % inner, oj = e / inner, j = oj % r, o = oj / r;
+      const int64_t t = o * inner + i;
+      dx[e] = idx[t] == j ? dy[t] : 0.0f;
+    }
+  });
+}
+
+void strided_copy_cpu(ThreadPool* pool, const Strided& s, int64_t count, const float* x, float* y) {
+  for_range(pool, count, count, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      int64_t ox, unused;
+      strided_offsets(s, i, &ox, &unused);
+      y[i] = x[ox];
+    }
+  });
+}
+
+void matmul_cpu(ThreadPool* pool, int batch, int M, int N, int K, bool transA, bool transB,
+                const float* a, const float* b, float* y) {
+  const int lda = transA ? M : K, ldb = transB ? K : N;
+  const int64_t sa = int64_t(M) * K, sb = int64_t(K) * N, sy = int64_t(M) * N;
+  for (int64_t i = 0; i < batch; ++i)
+    sgemm(pool, transA, transB, M, N, K, 1.0f, a + i * sa, lda, b + i * sb, ldb, 0.0f, y + i * sy, N);
+}
+
+}  // namespace cn
