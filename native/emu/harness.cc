@@ -828,6 +828,50 @@ Case gen_matmul(Rng& r, int k) {
           {B, N, M, K, ta, tb}, {}};
 }
 
+// A random valid program over `inputs` inputs: random pushes, unary and binary steps, forced
+// binaries at the end so exactly one value is left within kFusedMaxProgram instructions.
+Case gen_fused(Rng& r, int k) {
+  const int inputs = k < 6 ? k + 1 : r.range(1, cn::kFusedInputs);
+  const StridedGen g = strided_gen(r, k < 6 ? 1 + k % 3 : k, inputs);
+  const int target = r.range(1, cn::kFusedMaxProgram);
+  std::vector<int64_t> code;
+  int depth = 0;
+  auto emit = [&](int op, int a) {
+    code.push_back((int64_t(op) << 8) | a);
+    depth += op <= cn::kFusedConst ? 1 : op == cn::kFusedBin ? -1 : 0;
+  };
+  while (int(code.size()) < target || depth != 1) {
+    const int room = cn::kFusedMaxProgram - int(code.size());
+    if (depth >= 2 && depth - 1 >= room - 1) {
+      emit(cn::kFusedBin, r.range(0, cn::kBinaryCodes - 1));
+      continue;
+    }
+    const double u = r.uni(0, 1);
+    if (depth == 0 || (u < 0.45 && depth < cn::kFusedMaxStack && depth < room - 1)) {
+      if (r.coin(0.75)) emit(cn::kFusedLoad, r.range(0, inputs - 1));
+      else emit(cn::kFusedConst, r.range(0, cn::kFusedConsts - 1));
+    } else if (depth >= 2 && u < 0.8) {
+      emit(cn::kFusedBin, r.range(0, cn::kBinaryCodes - 1));
+    } else if (r.coin(0.8)) {
+      emit(cn::kFusedUn, r.range(0, cn::kUnPow - 1));
+    } else {
+      emit(cn::kFusedPow, r.range(0, cn::kFusedConsts - 1));
+    }
+  }
+  std::vector<double> consts;
+  for (int q = 0; q < cn::kFusedConsts; ++q) consts.push_back(r.pick({2.0, -1.0, 0.5, 3.0, 1.0, 0.0, -2.5, 1.5}));
+  std::vector<int64_t> ints = {inputs, g.rank, g.count};
+  for (int d = 0; d < cn::kMaxRank; ++d) ints.push_back(d < g.rank ? g.dims[d] : 1);
+  for (int t = 0; t < cn::kFusedInputs; ++t)
+    for (int d = 0; d < cn::kMaxRank; ++d) ints.push_back(t < inputs && d < g.rank ? g.strides[t][d] : 0);
+  ints.push_back(int64_t(code.size()));
+  for (int q = 0; q < cn::kFusedMaxProgram; ++q) ints.push_back(q < int(code.size()) ? code[q] : 0);
+  std::vector<Tensor> ts = {out_f("y", g.count, Cmp::Tol, 1e-5)};
+  for (int t = 0; t < cn::kFusedInputs; ++t)
+    ts.push_back(t < inputs ? in_f(fmt("in%d", t), r.floats(g.sizes[t], -2, 2)) : none(fmt("in%d", t)));
+  return {fmt("inputs=%d dims=%s program=%zu", inputs, dims_desc(g).c_str(), code.size()), ts, ints, consts};
+}
+
 const std::map<std::string, Gen>& generators() {
   static const std::map<std::string, Gen> g = {
       {"fill", gen_fill},
@@ -857,6 +901,7 @@ const std::map<std::string, Gen>& generators() {
       {"reduce", gen_reduce},
       {"reduce_max_backward", gen_reduce_max_backward},
       {"matmul", gen_matmul},
+      {"fused", gen_fused},
   };
   return g;
 }

@@ -15,6 +15,10 @@
 //   strided_copy:   y[i] = x[off_x(i)]: transpose (permuted strides) and broadcast-expand
 //                   (stride 0) are both this op
 //   matmul:         y[b] = op(a[b]) op(b[b]) for b < batch, each product an SGEMM (gemm.h)
+//   fused:          y[i] = program(in_0[off_0(i)], ..., in_{n-1}[off_{n-1}(i)]): a short
+//                   expression over up to kFusedInputs broadcast inputs, evaluated per element on
+//                   a small stack in registers, so a chain of element-wise ops costs one read of
+//                   each input and one write instead of a pass per op
 //
 // Every reduction runs in a fixed order on both devices (no float atomics), so results repeat
 // bit for bit. Gradient convention: backward kernels overwrite their outputs.
@@ -111,6 +115,52 @@ CN_HD float reduce_max_elem(const float* x, int64_t r, int64_t inner, int32_t* i
   return best;
 }
 
+// fused: the program is kFusedMaxProgram instructions at most, each (opcode << 8) | arg:
+//   LOAD i: push input i · CONST k: push consts[k] · BIN c: pop b, pop a, push binary_elem(c, a, b)
+//   UN c: replace the top with unary_elem(c, top) (c < kUnPow) · POW k: top = powf(top, consts[k])
+// The op table checks that a program never pops an empty stack, never holds more than
+// kFusedMaxStack values, and ends with exactly one.
+constexpr int kFusedInputs = 6, kFusedMaxProgram = 32, kFusedMaxStack = 8, kFusedConsts = 8;
+enum FusedOpcode : int { kFusedLoad = 0, kFusedConst, kFusedBin, kFusedUn, kFusedPow, kFusedOpcodes };
+
+struct FusedProgram {
+  int inputs, rank, n;
+  int64_t dims[kMaxRank];
+  int64_t strides[kFusedInputs][kMaxRank];
+  int code[kFusedMaxProgram];
+  float consts[kFusedConsts];
+};
+
+CN_HD float fused_eval(const FusedProgram& p, const float* in) {
+  float st[kFusedMaxStack];
+  int sp = 0;
+  for (int k = 0; k < p.n; ++k) {
+    const int op = p.code[k] >> 8, a = p.code[k] & 255;
+    switch (op) {
+      case kFusedLoad: st[sp++] = in[a]; break;
+      case kFusedConst: st[sp++] = p.consts[a]; break;
+      case kFusedBin: --sp; st[sp - 1] = binary_elem(a, st[sp - 1], st[sp]); break;
+      case kFusedUn: st[sp - 1] = unary_elem(a, st[sp - 1], 0.0f); break;
+      default: st[sp - 1] = unary_elem(kUnPow, st[sp - 1], p.consts[a]); break;
+    }
+  }
+  return st[0];
+}
+
+// Output element i of a fused op: gathers each input's element, then runs the program.
+CN_HD float fused_elem(const FusedProgram& p, const float* const* ins, int64_t i) {
+  float v[kFusedInputs];
+  int64_t off[kFusedInputs] = {0, 0, 0, 0, 0, 0};
+  for (int d = p.rank - 1; d >= 0; --d) {
+    const int64_t n = p.dims[d];
+    const int64_t c = i % n;
+    i /= n;
+    for (int k = 0; k < p.inputs; ++k) off[k] += c * p.strides[k][d];
+  }
+  for (int k = 0; k < p.inputs; ++k) v[k] = ins[k][off[k]];
+  return fused_eval(p, v);
+}
+
 // CPU references. Each splits its outputs over the pool.
 void binary_cpu(ThreadPool* pool, int code, const Strided& s, int64_t count, const float* a,
                 const float* b, float* y);
@@ -122,6 +172,7 @@ void reduce_cpu(ThreadPool* pool, int code, int64_t outer, int64_t r, int64_t in
 void reduce_max_backward_cpu(ThreadPool* pool, int64_t outer, int64_t r, int64_t inner,
                              const float* dy, const int32_t* idx, float* dx);
 void strided_copy_cpu(ThreadPool* pool, const Strided& s, int64_t count, const float* x, float* y);
+void fused_cpu(ThreadPool* pool, const FusedProgram& p, int64_t count, const float* const* ins, float* y);
 void matmul_cpu(ThreadPool* pool, int batch, int M, int N, int K, bool transA, bool transB,
                 const float* a, const float* b, float* y);
 

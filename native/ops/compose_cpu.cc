@@ -90,6 +90,12 @@ void strided_copy_cpu(ThreadPool* pool, const Strided& s, int64_t count, const f
   });
 }
 
+void fused_cpu(ThreadPool* pool, const FusedProgram& p, int64_t count, const float* const* ins, float* y) {
+  for_range(pool, count, count * 4, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) y[i] = fused_elem(p, ins, i);
+  });
+}
+
 void matmul_cpu(ThreadPool* pool, int batch, int M, int N, int K, bool transA, bool transB,
                 const float* a, const float* b, float* y) {
   const int lda = transA ? M : K, ldb = transB ? K : N;

@@ -1,5 +1,5 @@
 // The composition ops on CUDA: binary, unary, unary_backward, reduce, reduce_max_backward,
-// strided_copy, matmul. The contract (formulas, layouts, gradient convention) is compose.h;
+// strided_copy, matmul, fused. The contract (formulas, layouts, gradient convention) is compose.h;
 // argument lists are registry.cc.
 //
 // Thread mapping: every element-wise kernel here is a flat grid-stride loop over the outputs,
@@ -80,7 +80,30 @@ __global__ void strided_copy_kernel(float* y, const float* x, Strided s, int64_t
   }
 }
 
+// fused: y[i] = program(inputs at their broadcast offsets of i). y [count] contiguous. The
+// program, strides and constants travel in the kernel's parameters (about 700 bytes); every
+// thread walks the same instructions, so the switch never diverges within a warp.
+struct FusedInputs {
+  const float* p[kFusedInputs];
+};
+__global__ void fused_kernel(float* y, FusedInputs in, FusedProgram p, int64_t count) {
+  for (int64_t i = first_index(); i < count; i += grid_stride()) y[i] = fused_elem(p, in.p, i);
+}
+
 }  // namespace
+
+// fused: [y, in0?, ..., in5?] | [inputs, rank, count, dims[8], strides[6][8], n, code[32]] | consts[8]
+void fused_cuda_op(const OpCall& c) {
+  auto* dev = static_cast<CudaDevice*>(c.device);
+  const int64_t count = c.i[2];
+  if (count <= 0) return;
+  const FusedProgram p = fused_of(c);
+  FusedInputs in{};
+  for (int k = 0; k < kFusedInputs; ++k) in.p[k] = arg(c, 1 + k);
+  dev->activate();
+  fused_kernel<<<blocks_for(count), kThreads, 0, dev->stream()>>>(arg(c, 0), in, p, count);
+  CN_CUDA_CHECK(cudaGetLastError(), "fused: launching on " + dev->id());
+}
 
 // binary: [y, a, b] | [code, rank, count, dims[8], sa[8], sb[8]] | []
 void binary_cuda_op(const OpCall& c) {

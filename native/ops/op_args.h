@@ -58,4 +58,20 @@ inline Strided strided_of(const OpCall& c, size_t first, int rank, bool two) {
   return s;
 }
 
+// fused: ints [inputs, rank, count, dims[8], strides[6][8], n, code[32]], floats consts[8].
+inline FusedProgram fused_of(const OpCall& c) {
+  FusedProgram p{};
+  p.inputs = static_cast<int>(c.i[0]);
+  p.rank = static_cast<int>(c.i[1]);
+  size_t k = 3;
+  for (int d = 0; d < kMaxRank; ++d) p.dims[d] = c.i[k++];
+  for (int t = 0; t < kFusedInputs; ++t)
+    for (int d = 0; d < kMaxRank; ++d) p.strides[t][d] = c.i[k++];
+  p.n = static_cast<int>(c.i[k++]);
+  for (int q = 0; q < kFusedMaxProgram; ++q) p.code[q] = static_cast<int>(c.i[k++]);
+  for (int q = 0; q < kFusedConsts; ++q) p.consts[q] = static_cast<float>(c.f[q]);
+  return p;
+}
+constexpr int kFusedInts = 3 + kMaxRank + kFusedInputs * kMaxRank + 1 + kFusedMaxProgram;
+
 }  // namespace cn

@@ -121,6 +121,12 @@ void reduce_max_bwd_op(const OpCall& c) {
 void strided_copy_op(const OpCall& c) {
   strided_copy_cpu(pool_of(c), strided_of(c, 2, int_arg(c, 0), false), c.i[1], arg(c, 1), arg(c, 0));
 }
+// fused: [y, in0?, ..., in5?] | [inputs, rank, count, dims[8], strides[6][8], n, code[32]] | consts[8]
+void fused_op(const OpCall& c) {
+  const float* ins[kFusedInputs];
+  for (int k = 0; k < kFusedInputs; ++k) ins[k] = arg(c, 1 + k);
+  fused_cpu(pool_of(c), fused_of(c), c.i[2], ins, arg(c, 0));
+}
 // matmul: [y, a, b] | [batch, M, N, K, transA, transB] | []
 void matmul_op(const OpCall& c) {
   matmul_cpu(pool_of(c), int_arg(c, 0), int_arg(c, 1), int_arg(c, 2), int_arg(c, 3), c.i[4] != 0, c.i[5] != 0,
@@ -473,6 +479,68 @@ void matmul_check(const OpCall& c) {
   g.holds(2, "b", g.elements("b [batch, K, N]", {B, K, N}));
 }
 
+std::string fused_names() {
+  std::string s = "inputs,rank,count";
+  for (int d = 0; d < kMaxRank; ++d) s += ",dims[" + std::to_string(d) + "]";
+  for (int t = 0; t < kFusedInputs; ++t)
+    for (int d = 0; d < kMaxRank; ++d) s += ",strides[" + std::to_string(t) + "][" + std::to_string(d) + "]";
+  s += ",n";
+  for (int q = 0; q < kFusedMaxProgram; ++q) s += ",code[" + std::to_string(q) + "]";
+  return s;
+}
+void fused_check(const OpCall& c) {
+  static const std::string names = fused_names();
+  Guard g(c, "fused", names.c_str());
+  const int inputs = static_cast<int>(g.get(0, 0, kFusedInputs));
+  const int rank = static_cast<int>(g.get(1, 0, kMaxRank));
+  const int64_t count = g.i64(2, 0);
+  const size_t dims = 3, strides = dims + kMaxRank, prog = strides + kFusedInputs * kMaxRank;
+  int64_t n = 1;
+  for (int d = 0; d < kMaxRank; ++d) {
+    if (d < rank) n = product({n, int64_t(g.i32(dims + d, 0))});
+    else g.get(dims + d, 1, 1);
+  }
+  if (n > kInt32Max) g.bad("the output would hold " + std::to_string(n) + " elements, more than the limit of 2^31-1");
+  if (n != count) g.bad("count must be " + std::to_string(n) + " (the product of the dims), received " + std::to_string(count));
+  g.holds(0, "y", count);
+  for (int t = 0; t < kFusedInputs; ++t) {
+    int64_t last = 0;
+    for (int d = 0; d < kMaxRank; ++d) {
+      const size_t k = strides + t * kMaxRank + d;
+      if (t < inputs && d < rank) {
+        const int64_t dim = c.i[dims + d], stride = g.get(k, 0, kInt32Max);
+        if (dim > 0) last = sum_sat(last, product({stride, dim - 1}));
+      } else {
+        g.get(k, 0, 0);
+      }
+    }
+    const std::string what = "input " + std::to_string(t);
+    if (t < inputs && count > 0) g.holds(1 + t, what.c_str(), sum_sat(last, 1));
+  }
+  // The program: every instruction valid, the stack never under- or overflows, one value left.
+  const int len = static_cast<int>(g.get(prog, 1, kFusedMaxProgram));
+  int depth = 0;
+  for (int q = 0; q < kFusedMaxProgram; ++q) {
+    const size_t k = prog + 1 + q;
+    if (q >= len) {
+      g.get(k, 0, 0);
+      continue;
+    }
+    const int64_t v = g.get(k, 0, (int64_t(kFusedOpcodes) << 8) - 1);
+    const int op = static_cast<int>(v >> 8), a = static_cast<int>(v & 255);
+    const int64_t limit[] = {inputs, kFusedConsts, kBinaryCodes, kUnPow, kFusedConsts};
+    if (a >= limit[op]) {
+      g.bad("instruction " + std::to_string(q) + " (opcode " + std::to_string(op) + ") has argument " +
+            std::to_string(a) + ", at most " + std::to_string(limit[op] - 1) + " allowed");
+    }
+    const int need = op == kFusedBin ? 2 : op >= kFusedUn ? 1 : 0;
+    if (depth < need) g.bad("instruction " + std::to_string(q) + " pops an empty stack");
+    depth += op <= kFusedConst ? 1 : op == kFusedBin ? -1 : 0;
+    if (depth > kFusedMaxStack) g.bad("the program needs more than " + std::to_string(kFusedMaxStack) + " stack slots");
+  }
+  if (depth != 1) g.bad("the program must leave exactly one value, it leaves " + std::to_string(depth));
+}
+
 #ifdef CONVNET_WITH_CUDA
 #define CN_CUDA(fn) fn
 #else
@@ -509,6 +577,7 @@ const OpDef kOps[] = {
     {"reduce_max_backward", 3, 3, 0, reduce_max_bwd_op, CN_CUDA(reduce_max_backward_cuda_op), reduce_max_bwd_check},
     {"strided_copy", 2, 2 + 2 * kMaxRank, 0, strided_copy_op, CN_CUDA(strided_copy_cuda_op), strided_copy_check},
     {"matmul", 3, 6, 0, matmul_op, CN_CUDA(matmul_cuda_op), matmul_check},
+    {"fused", 1 + kFusedInputs, kFusedInts, kFusedConsts, fused_op, CN_CUDA(fused_cuda_op), fused_check},
 };
 
 }  // namespace

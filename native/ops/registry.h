@@ -65,6 +65,7 @@ void reduce_cuda_op(const OpCall& c);
 void reduce_max_backward_cuda_op(const OpCall& c);
 void strided_copy_cuda_op(const OpCall& c);
 void matmul_cuda_op(const OpCall& c);
+void fused_cuda_op(const OpCall& c);
 #endif
 
 }  // namespace cn
