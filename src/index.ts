@@ -63,12 +63,12 @@ export {
   transpose,
   customOp,
   broadcastShapes,
-  MAX_RANK,
   type Operand,
   type ReduceOptions,
   type CustomOpDefinition,
   type CustomOpContext,
 } from './ops/compose.js';
+export { fuse, Expr } from './ops/fuse.js';
 export {
   loadFashionMnist,
   fashionMnistFiles,

@@ -305,6 +305,86 @@ describe('matmul and transpose', () => {
   });
 });
 
+// ---- fuse ---------------------------------------------------------------------------------------
+
+describe('fuse', () => {
+  it('computes what the op-by-op chain computes, in one kernel', async () => {
+    const f = cn.fuse((a, b, c) => a.mul(b).add(c.exp().div(2)).sub(1).sigmoid().pow(2).neg());
+    const ad = uniform(24, 1), bd = uniform(4, 2), cd = uniform(6, 3);
+    const [fused, chain] = cn.scope(() => {
+      const a = cn.tensor(ad, [2, 3, 4]), b = cn.tensor(bd, [4]), c = cn.tensor(cd, [2, 3, 1]);
+      const slow = cn.neg(cn.pow(cn.sigmoid(cn.sub(cn.add(cn.mul(a, b), cn.div(cn.exp(c), 2)), 1)), 2));
+      slow.dataSync(); // everything queued so far has run
+      cn.traceStart();
+      const quick = f(a, b, c);
+      quick.dataSync();
+      const ops = cn.traceStop().map((e) => e.op);
+      expect(ops.filter((o) => o !== 'fill')).toEqual(['fused']);
+      return [quick, slow];
+    });
+    expect(fused.shape).toEqual([2, 3, 4]);
+    expectClose(await fused.data(), await chain.data(), 1e-6);
+    fused.dispose();
+    chain.dispose();
+  });
+
+  it('constants, an input returned as is, and a long expression', async () => {
+    const ident = cn.fuse((x) => x);
+    const seven = cn.fuse((_x) => new cn.Expr('const', [], 3).add(4));
+    const long = cn.fuse((x) => {
+      let e = x;
+      for (let i = 0; i < 20; i++) e = e.add(i).mul(0.5);
+      return e;
+    });
+    const x = cn.tensor([1, 2], [2]);
+    const ys = [ident(x), seven(x), long(x)];
+    const want = [1, 2].map((v) => {
+      let e = v;
+      for (let i = 0; i < 20; i++) e = (e + i) * 0.5;
+      return e;
+    });
+    expect([...(await ys[0].data())]).toEqual([1, 2]);
+    expect([...(await ys[1].data())]).toEqual([7, 7]);
+    expectClose(await ys[2].data(), want, 1e-6);
+    [...ys, x].forEach((t) => t.dispose());
+  });
+
+  it('bad definitions and inputs', () => {
+    expectError(() => cn.fuse((() => null) as never), ShapeError, 'fuse: fn must take 1 to 5 arguments, received a function of 0');
+    expectError(() => cn.fuse(((x: cn.Expr) => x.add('1' as never)) as never), ShapeError,
+      "fuse: the operand of add must be an expression or a number, received '1'");
+    expectError(() => cn.fuse((x) => x.pow(Infinity)), ShapeError, "fuse: pow's exponent must be a finite number, received Infinity");
+    const f = cn.fuse((a, b) => a.add(b));
+    const a = cn.zeros([2, 3]), b = cn.zeros([4]);
+    expectError(() => f(a, b), ShapeError, 'fuse: shapes [2, 3] and [4] do not broadcast');
+    expectError(() => f(a), ShapeError, 'fuse: expected 2 tensor(s), received 1');
+    a.dispose();
+    b.dispose();
+  });
+
+  it('the native op table checks the program', () => {
+    const y = cn.zeros([4]);
+    const h = (t: cn.Tensor) => t._handle('test');
+    const ints = (inputs: number, code: number[]) => {
+      const strides = new Array(48).fill(0);
+      for (let k = 0; k < inputs; k++) strides[k * 8] = 1;
+      return [inputs, 1, 4, 4, 1, 1, 1, 1, 1, 1, 1, ...strides, code.length, ...code, ...new Array(32 - code.length).fill(0)];
+    };
+    const ts = [h(y), h(y), null, null, null, null, null];
+    const consts = new Array(8).fill(0);
+    expectError(() => native.launch('fused', ts, ints(1, [0, 0 * 256 + 0, 2 * 256 + 0, 2 * 256 + 0]), consts), ShapeError,
+      'fused: instruction 3 pops an empty stack');
+    expectError(() => native.launch('fused', ts, ints(1, [1]), consts), ShapeError,
+      'fused: instruction 0 (opcode 0) has argument 1, at most 0 allowed');
+    expectError(() => native.launch('fused', ts, ints(1, [0, 0]), consts), ShapeError,
+      'fused: the program must leave exactly one value, it leaves 2');
+    expectError(() => native.launch('fused', ts, ints(1, new Array(9).fill(0)), consts), ShapeError,
+      'fused: the program needs more than 8 stack slots');
+    expectError(() => native.launch('fused', ts, ints(2, [0]), consts), ShapeError, 'fused: input 1 is missing');
+    y.dispose();
+  });
+});
+
 // ---- Layers composed from these ops, against hand-computed values ---------------------------------
 
 describe('composed layers', () => {

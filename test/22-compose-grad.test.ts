@@ -210,6 +210,33 @@ describe('customOp', () => {
   });
 });
 
+describe('fuse backward (one fused kernel per input gradient)', () => {
+  const swish = cn.fuse((x) => x.mul(x.sigmoid()));
+  const mix = cn.fuse((a, b, c) => a.mul(b).sub(c.tanh().div(b)).add(a.exp().mul(0.5)));
+  const powers = cn.fuse((x, y) => x.pow(3).add(y.sqrt()).add(x.neg().log()));
+  // 3 inputs, too long for one program (more than 32 instructions): runs op by op.
+  const long = cn.fuse((a, b, c) => {
+    let e = a;
+    for (let i = 0; i < 12; i++) e = e.mul(b).add(c.div(i + 2));
+    return e;
+  });
+  it('one input', async () => {
+    await gradCheck(([x]) => swish(x), [{ shape: [3, 5] }]);
+  });
+  it('three broadcast inputs', async () => {
+    await gradCheck(([a, b, c]) => mix(a, b, c), [{ shape: [2, 3, 4] }, { shape: [3, 1], data: uniform(3, 8).map((v) => 1 + Math.abs(v)) }, { shape: [4] }]);
+  });
+  it('pow, sqrt, log, neg', async () => {
+    await gradCheck(([x, y]) => powers(x, y), [
+      { shape: [4, 3], data: uniform(12, 3).map((v) => -0.5 - Math.abs(v)) },
+      { shape: [3], data: uniform(3, 4).map((v) => 0.5 + Math.abs(v)) },
+    ], { h: 1e-3, tol: 5e-3 });
+  });
+  it('an expression too long for one kernel falls back to op by op', async () => {
+    await gradCheck(([a, b, c]) => long(a, b, c), [{ shape: [2, 3] }, { shape: [3] }, { shape: [2, 1] }], { h: 1e-3, tol: 5e-3 });
+  });
+});
+
 describe('a residual block trained a few steps', () => {
   it('the loss falls', async () => {
     const N = 16, D = 6;

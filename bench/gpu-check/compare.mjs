@@ -24,7 +24,7 @@ export const OPS = [
   'conv2d', 'relu', 'maxPool2d', 'lrn', 'dropout', 'linear', 'softmaxCrossEntropy',
   'concat', 'split', 'sgdUpdate', 'randn', 'full', 'zeros', 'to',
   'add', 'sub', 'mul', 'div', 'neg', 'exp', 'log', 'sqrt', 'tanh', 'sigmoid', 'pow',
-  'sum', 'mean', 'max', 'matmul', 'transpose', 'customOp',
+  'sum', 'mean', 'max', 'matmul', 'transpose', 'customOp', 'fuse',
 ];
 
 /**
@@ -65,6 +65,7 @@ export const KERNELS = {
   matmul: ['matmul'],
   transpose: ['strided_copy'],
   customOp: ['binary', 'unary', 'unary_backward', 'reduce'],
+  fuse: ['fused', 'reduce', 'strided_copy'],
 };
 
 /** A small seeded generator (mulberry32): uniform in [0, 1). */
@@ -540,6 +541,26 @@ function customOpCases(d, small) {
   return small ? [make([4, 9])] : [make([d.int(1, 64), 4096]), make(randomShape(d, 3, 20))];
 }
 
+function fuseCases(d, small) {
+  const make = (label, shapes, build, dataOpts = []) => ({
+    op: 'fuse',
+    label: `${label} ${shapes.map(fmt).join(' ')}`,
+    seed: d.seed(),
+    inputs: shapes.map((shape, i) => ({ name: `in${i}`, shape, grad: true, dataOpts: dataOpts[i] })),
+    forward: (cn, ts) => cn.fuse(build)(...ts),
+  });
+  const swish = (x) => x.mul(x.sigmoid());
+  const mix = (a, b, c) => a.mul(b).sub(c.tanh().div(b)).add(a.exp().mul(0.5));
+  const away = { scale: 0.5, offset: 1 };
+  if (small) return [make('swish', [[5, 7]], swish), make('mix', [[2, 3, 4], [3, 1], [4]], mix, [undefined, away])];
+  return [
+    make('swish', [[d.int(1, 64), 4096]], swish),
+    make('mix', [[d.int(1, 8), 96, 13, 13], [96, 1, 1], [13]], mix, [undefined, away]),
+    make('mix', [randomShape(d, 3, 20), [1], [1]], mix, [undefined, away]),
+    make('pow sqrt', [[1000003], [1000003]], (x, y) => x.pow(3).add(y.sqrt()), [undefined, away]),
+  ];
+}
+
 function creationCase(op, d, shape, label, make) {
   return { op, label: `${fmt(shape)}${label ? ` ${label}` : ''}`, seed: d.seed(), inputs: [], exact: true, backward: false,
     forward: (cn, _ts, ctx) => make(cn, ctx.device) };
@@ -604,7 +625,7 @@ export function makeCases({ seed = 1, small = false, peer = false, only = null }
     ...dropoutCases(d, small), ...linearCases(d, small), ...xentCases(d, small), ...shapeCases(d, small),
     ...sgdCases(d, small), ...creationCases(d, small), ...toCases(d, small, peer),
     ...binaryCases(d, small), ...unaryOpCases(d, small), ...reduceCases(d, small), ...matmulCases(d, small),
-    ...transposeCases(d, small), ...customOpCases(d, small),
+    ...transposeCases(d, small), ...customOpCases(d, small), ...fuseCases(d, small),
   ];
   return only ? all.filter((c) => only.includes(c.op)) : all;
 }

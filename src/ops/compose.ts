@@ -39,7 +39,15 @@ function contiguousStrides(shape: readonly number[]): number[] {
   return st;
 }
 
-/** The broadcast of two shapes (NumPy rules), or a ShapeError naming both. */
+/**
+ * The broadcast of two shapes (NumPy rules), or a ShapeError naming both, with `op` at the front
+ * of its message.
+ *
+ * @example
+ * ```ts
+ * cn.broadcastShapes('myLayer', [8, 1, 5], [4, 1]); // [8, 4, 5]
+ * ```
+ */
 export function broadcastShapes(op: string, a: readonly number[], b: readonly number[]): number[] {
   const rank = Math.max(a.length, b.length);
   const out: number[] = [];
@@ -55,7 +63,8 @@ export function broadcastShapes(op: string, a: readonly number[], b: readonly nu
 }
 
 /** Strides of a contiguous operand of `shape` read over the broadcast `out` shape (0 = broadcast). */
-function broadcastStrides(shape: readonly number[], out: readonly number[]): number[] {
+/** @internal */
+export function broadcastStrides(shape: readonly number[], out: readonly number[]): number[] {
   const own = contiguousStrides(shape);
   const lead = out.length - shape.length;
   return out.map((_, d) => (d < lead || shape[d - lead] === 1 ? 0 : own[d - lead]));
@@ -65,7 +74,8 @@ function broadcastStrides(shape: readonly number[], out: readonly number[]): num
  * Merges dims the operands walk contiguously and drops dims of extent 1, so the kernels see as
  * few dims as possible. Returns null when more than MAX_RANK dims remain.
  */
-function coalesce(dims: readonly number[], strides: number[][]): { dims: number[]; strides: number[][] } | null {
+/** @internal */
+export function coalesce(dims: readonly number[], strides: number[][]): { dims: number[]; strides: number[][] } | null {
   const outDims: number[] = [];
   const outStrides: number[][] = strides.map(() => []);
   for (let d = 0; d < dims.length; d++) {
@@ -202,7 +212,7 @@ function expandRaw(op: string, g: Tensor, device: string, p: ReducePlan, scale: 
  * @internal The gradient of a broadcast operand: g (shape out) summed over the dims the operand
  * was broadcast along, times scale, reshaped to `shape`.
  */
-function reduceTo(op: string, g: Tensor, shape: readonly number[], scale = 1): Tensor {
+export function reduceTo(op: string, g: Tensor, shape: readonly number[], scale = 1): Tensor {
   const lead = g.rank - shape.length;
   const axes = g.shape.map((_, d) => d).filter((d) => d < lead || (shape[d - lead] === 1 && g.shape[d] !== 1));
   if (axes.length === 0 && scale === 1) return alias(g, shape);
