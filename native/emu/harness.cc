@@ -774,9 +774,11 @@ Case gen_unary_backward(Rng& r, int k) {
 }
 
 void reduce_dims(Rng& r, int k, int64_t* outer, int64_t* red, int64_t* inner) {
+  // Rows of 256 or more with at most 8192 outputs take the block-per-output kernel.
   static const int64_t edge[][3] = {{1, 1, 1}, {1, 1000, 1}, {3, 5, 257}, {300, 7, 1},
-                                    {2, 1, 3}, {0, 4, 2},    {4, 0, 3},   {1, 33, 64}};
-  if (k < 8) {
+                                    {2, 1, 3}, {0, 4, 2},    {4, 0, 3},   {1, 33, 64},
+                                    {3, 700, 2}, {1, 256, 5}, {2, 3000, 1}, {1, 513, 1}};
+  if (k < 12) {
     *outer = edge[k][0];
     *red = edge[k][1];
     *inner = edge[k][2];
@@ -790,7 +792,7 @@ void reduce_dims(Rng& r, int k, int64_t* outer, int64_t* red, int64_t* inner) {
 Case gen_reduce(Rng& r, int k) {
   int64_t outer, red, inner;
   reduce_dims(r, k, &outer, &red, &inner);
-  const int code = (k / 8) % 2 == 0 ? (k % 2) : r.range(0, 1);
+  const int code = k < 24 ? (k / 12 + k) % 2 : r.range(0, 1);
   if (code == cn::kRedMax && red == 0) red = 1;
   const double scale = code == cn::kRedSum && r.coin() ? 1.0 / std::max<int64_t>(red, 1) : 1.0;
   std::vector<float> x = r.floats(outer * red * inner);
@@ -798,11 +800,13 @@ Case gen_reduce(Rng& r, int k) {
   for (auto& v : x) {
     const double u = r.uni(0, 1);
     if (u < 0.1) v = 0.5f;
-    else if (u < 0.11) v = std::numeric_limits<float>::quiet_NaN();
+    else if (u < 0.11 && k % 3 == 0) v = std::numeric_limits<float>::quiet_NaN();
   }
   const int64_t yn = outer * inner;
   return {fmt("code=%d outer=%" PRId64 " r=%" PRId64 " inner=%" PRId64 " scale=%g", code, outer, red, inner, scale),
-          {out_f("y", yn, Cmp::Exact), code == cn::kRedMax ? out_i("idx", yn) : none("idx"), in_f("x", x)},
+          // Sums over long rows take a tree on CUDA (rounding differs); max agrees exactly.
+          {code == cn::kRedMax ? out_f("y", yn, Cmp::Exact) : out_f("y", yn, Cmp::Tol, kTolGemm),
+           code == cn::kRedMax ? out_i("idx", yn) : none("idx"), in_f("x", x)},
           {code, outer, red, inner}, {scale}};
 }
 

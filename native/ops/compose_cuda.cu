@@ -4,9 +4,15 @@
 //
 // Thread mapping: every element-wise kernel here is a flat grid-stride loop over the outputs,
 // one element per thread per step, 256 threads a block, at most kMaxBlocks blocks; indices are
-// int64_t. reduce gives each output [o, i] to one thread, which walks its r terms in ascending
-// order exactly as the CPU does (no atomics, no tree): the sums agree with the CPU bit for bit.
-// Consecutive threads take consecutive i, so with inner > 1 the loads of a step are coalesced.
+// int64_t. reduce has two mappings, both without atomics (a run repeats bit for bit):
+//   - many outputs (or short rows): each output [o, i] belongs to one thread, which walks its r
+//     terms in ascending order exactly as the CPU does, so sums agree with the CPU bit for bit;
+//     consecutive threads take consecutive i, so with inner > 1 the loads of a step coalesce.
+//   - few outputs with long rows (a sum over everything, per-channel statistics): one block of
+//     256 threads per output (block-stride over outputs); thread k takes terms k, k+256, ... in
+//     order, then a fixed shared-memory tree combines the 256 partials. Sums then differ from the
+//     CPU's by rounding only; max and its index still agree exactly (ties go to the smaller j,
+//     a NaN beats a number, and the first NaN wins).
 // matmul is the strided-batched SGEMM of gemm_cuda.h.
 //
 // Bit-for-bit agreement with the CPU: binary, reduce, reduce_max_backward and strided_copy
@@ -56,6 +62,62 @@ __global__ void reduce_kernel(float* y, int32_t* idx, const float* x, int64_t ou
     const float* base = x + o * r * inner + i;
     y[t] = code == kRedSum ? reduce_sum_elem(base, r, inner, scale)
                            : reduce_max_elem(base, r, inner, &idx[t]);
+  }
+}
+
+// reduce, block per output: y[t], t = o*inner + i, from the 256 threads of one block (see the
+// file header). x [outer, r, inner], y and idx [outer, inner]. blockDim.x must be kReduceThreads.
+constexpr int kReduceThreads = 256;
+__device__ __forceinline__ bool max_wins(float v, int32_t j, float best, int32_t bj) {
+  const bool vn = v != v, bn = best != best;
+  if (vn || bn) return vn && (!bn || j < bj);
+  return v > best || (v == best && j < bj);
+}
+__global__ void reduce_block_kernel(float* y, int32_t* idx, const float* x, int64_t outer, int64_t r,
+                                    int64_t inner, int code, float scale) {
+  __shared__ float sv[kReduceThreads];
+  __shared__ int32_t si[kReduceThreads];
+  const int k = threadIdx.x;
+  const int64_t count = outer * inner;
+  for (int64_t t = blockIdx.x; t < count; t += gridDim.x) {
+    const int64_t o = t / inner, i = t - o * inner;
+    const float* base = x + o * r * inner + i;
+    float acc = 0.0f;
+    int32_t bj = -1;
+    if (code == kRedSum) {
+      for (int64_t j = k; j < r; j += kReduceThreads) acc += base[j * inner];
+    } else {
+      for (int64_t j = k; j < r; j += kReduceThreads) {
+        const float v = base[j * inner];
+        if (bj < 0 || max_wins(v, static_cast<int32_t>(j), acc, bj)) {
+          acc = v;
+          bj = static_cast<int32_t>(j);
+        }
+      }
+    }
+    sv[k] = acc;
+    si[k] = bj;
+    __syncthreads();
+    for (int s = kReduceThreads / 2; s > 0; s >>= 1) {
+      if (k < s) {
+        if (code == kRedSum) {
+          sv[k] += sv[k + s];
+        } else if (si[k + s] >= 0 && (si[k] < 0 || max_wins(sv[k + s], si[k + s], sv[k], si[k]))) {
+          sv[k] = sv[k + s];
+          si[k] = si[k + s];
+        }
+      }
+      __syncthreads();
+    }
+    if (k == 0) {
+      if (code == kRedSum) {
+        y[t] = sv[0] * scale;
+      } else {
+        y[t] = sv[0];
+        idx[t] = si[0];
+      }
+    }
+    __syncthreads();
   }
 }
 
@@ -147,14 +209,25 @@ void unary_backward_cuda_op(const OpCall& c) {
   CN_CUDA_CHECK(cudaGetLastError(), "unary_backward: launching on " + dev->id());
 }
 
+// When a block per output pays: few outputs (fewer than the GPU's resident threads would cover
+// one thread each) and rows long enough to split 256 ways.
+constexpr int64_t kReduceBlockOutputs = 8192, kReduceBlockRows = 256;
+
 // reduce: [y, idx?, x] | [code, outer, r, inner] | [scale]
 void reduce_cuda_op(const OpCall& c) {
   auto* dev = static_cast<CudaDevice*>(c.device);
   const int64_t outer = c.i[1], r = c.i[2], inner = c.i[3];
   if (outer * inner <= 0) return;
   dev->activate();
-  reduce_kernel<<<blocks_for(outer * inner), kThreads, 0, dev->stream()>>>(
-      arg(c, 0), arg<int32_t>(c, 1), arg(c, 2), outer, r, inner, int_arg(c, 0), float_arg(c, 0));
+  const int64_t count = outer * inner;
+  if (count <= kReduceBlockOutputs && r >= kReduceBlockRows) {
+    const unsigned blocks = static_cast<unsigned>(count < kMaxBlocks ? count : kMaxBlocks);
+    reduce_block_kernel<<<blocks, kReduceThreads, 0, dev->stream()>>>(
+        arg(c, 0), arg<int32_t>(c, 1), arg(c, 2), outer, r, inner, int_arg(c, 0), float_arg(c, 0));
+  } else {
+    reduce_kernel<<<blocks_for(count), kThreads, 0, dev->stream()>>>(
+        arg(c, 0), arg<int32_t>(c, 1), arg(c, 2), outer, r, inner, int_arg(c, 0), float_arg(c, 0));
+  }
   CN_CUDA_CHECK(cudaGetLastError(), "reduce: launching on " + dev->id());
 }
 
