@@ -208,6 +208,20 @@ describe('customOp', () => {
     expect(b.grad).toBeNull();
     [y, a.grad!, a, b].forEach((t) => t.dispose());
   });
+
+  it('tensors from outside that forward or backward return are left alive', async () => {
+    const c = cn.tensor([5, 6], [2]);
+    const k = cn.tensor([7, 8], [2]);
+    const constant = cn.customOp({ name: 'constant', forward: (_x) => c, backward: () => [k] });
+    const x = cn.tensor([1, 2], [2], { requiresGrad: true });
+    const y = constant(x);
+    y.backward(k);
+    expect([...(await y.data())]).toEqual([5, 6]);
+    expect([...(await x.grad!.data())]).toEqual([7, 8]);
+    expect([...(await c.data())]).toEqual([5, 6]);
+    expect([...(await k.data())]).toEqual([7, 8]);
+    [y, x.grad!, x, c, k].forEach((t) => t.dispose());
+  });
 });
 
 describe('fuse backward (one fused kernel per input gradient)', () => {

@@ -712,42 +712,43 @@ export function customOp(def: CustomOpDefinition): (...inputs: Tensor[]) => Tens
   const backward = def.backward;
   return (...inputs: Tensor[]): Tensor => {
     inputs.forEach((t, i) => expectTensor(name, `inputs[${i}]`, t));
-    const raw = noGrad(() => scope(() => forward(...inputs)));
-    if (!(raw instanceof Tensor) || raw.disposed) {
-      throw new ShapeError(`${name}: forward must return a live Tensor, received ${describe(raw)}`);
-    }
-    // A fresh tensor object, so the output is never one of the inputs.
-    const y = view(raw._storage(name), raw.shape, raw.dtype);
-    if (!inputs.includes(raw)) raw.dispose();
+    // The output as a new tensor object over forward's result: tensors forward made and did not
+    // return are freed by the scope; inputs and tensors from outside it are left alone.
+    const y = noGrad(() => scope(() => {
+      const raw = forward(...inputs);
+      if (!(raw instanceof Tensor) || raw.disposed) {
+        throw new ShapeError(`${name}: forward must return a live Tensor, received ${describe(raw)}`);
+      }
+      return view(raw._storage(name), raw.shape, raw.dtype);
+    }));
     if (!needsGrad(...inputs)) return y;
     const saved = inputs.map((t) => save(t, name));
     const sy = save(y, name);
     return record(y, name, inputs, (g) => {
       const ins = saved.map((s) => view(s.storage, s.shape, s.dtype));
       const out = view(sy.storage, sy.shape, sy.dtype);
-      const mine = new Set<Tensor>([g, out, ...ins]);
-      let res: (Tensor | null)[] | Tensor | null = null;
       try {
-        res = scope(() => backward(g, { inputs: ins, output: out }));
-        const list = Array.isArray(res) ? res : [res];
-        if (list.length !== inputs.length) {
-          throw new ShapeError(`${name}: backward must return ${inputs.length} gradient(s), one per input, received ${list.length}`);
-        }
-        list.forEach((gi, i) => {
-          if (gi === null || gi === undefined) return;
-          if (!(gi instanceof Tensor) || gi.disposed) {
-            throw new ShapeError(`${name}: backward must return Tensors or null, received ${describe(gi)} for input ${i}`);
+        return scope(() => {
+          const res = backward(g, { inputs: ins, output: out });
+          const list = Array.isArray(res) ? res : [res];
+          if (list.length !== inputs.length) {
+            throw new ShapeError(`${name}: backward must return ${inputs.length} gradient(s), one per input, received ${list.length}`);
           }
-          if (formatShape(gi.shape) !== formatShape(inputs[i].shape) || gi.device !== inputs[i].device) {
-            throw new ShapeError(
-              `${name}: backward must return a gradient of shape ${formatShape(inputs[i].shape)} on ${inputs[i].device} for input ${i}, received ${formatShape(gi.shape)} on ${gi.device}`,
-            );
-          }
+          return list.map((gi, i) => {
+            if (gi === null || gi === undefined) return null;
+            if (!(gi instanceof Tensor) || gi.disposed) {
+              throw new ShapeError(`${name}: backward must return Tensors or null, received ${describe(gi)} for input ${i}`);
+            }
+            if (formatShape(gi.shape) !== formatShape(inputs[i].shape) || gi.device !== inputs[i].device) {
+              throw new ShapeError(
+                `${name}: backward must return a gradient of shape ${formatShape(inputs[i].shape)} on ${inputs[i].device} for input ${i}, received ${formatShape(gi.shape)} on ${gi.device}`,
+              );
+            }
+            // A new tensor object over the gradient: the tape owns and frees it.
+            return inputs[i].requiresGrad ? view(gi._storage(name), gi.shape, 'float32') : null;
+          });
         });
-        return list.map((gi, i) => (gi && inputs[i].requiresGrad ? view(gi._storage(name), gi.shape, 'float32') : null));
       } finally {
-        const list = Array.isArray(res) ? res : [res];
-        for (const t of list) if (t instanceof Tensor && !mine.has(t)) t.dispose();
         ins.forEach((t) => t.dispose());
         out.dispose();
       }
