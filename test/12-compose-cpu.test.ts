@@ -137,6 +137,19 @@ describe('add, sub, mul, div', () => {
     y.dispose();
   });
 
+  it('large broadcasts split over the thread pool', async () => {
+    for (const [as, bs] of [[[300, 7, 40], [7, 1]], [[3, 1, 50, 400], [2, 1, 400]]] as [number[], number[]][]) {
+      const ad = uniform(prod(as), 5), bd = uniform(prod(bs), 6);
+      const want = broadcastRef((p, q) => p - q, ad, as, bd, bs);
+      const y = cn.scope(() => cn.sub(cn.tensor(ad, as), cn.tensor(bd, bs)));
+      expectClose(await y.data(), want.y, 1e-6);
+      const t = cn.scope(() => cn.transpose(y, [2, 0, ...(as.length === 4 ? [3] : []), 1]));
+      const back = cn.scope(() => cn.transpose(t, as.length === 4 ? [1, 3, 0, 2] : [1, 2, 0]));
+      expect([...(await back.data())]).toEqual([...(await y.data())]);
+      [y, t, back].forEach((v) => v.dispose());
+    }
+  });
+
   it('more than 8 dims work when contiguous dims merge', async () => {
     const shape = [2, 1, 2, 1, 2, 1, 2, 1, 2, 2];
     const y = cn.scope(() => cn.mul(cn.full(shape, 3), cn.full([2], 2)));

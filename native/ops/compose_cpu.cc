@@ -21,15 +21,49 @@ void for_range(ThreadPool* pool, int64_t n, int64_t work, Fn fn) {
   parallel_for(pool, n, [&](int64_t b, int64_t e, int) { fn(b, e); });
 }
 
+// Walks outputs lo, lo+1, ... of a Strided space, keeping both operands' offsets: one division
+// per dim at the start, then an odometer step per element (strided_offsets does the divisions
+// for every element; the results are the same).
+struct StridedWalk {
+  const Strided& s;
+  int64_t c[kMaxRank], oa = 0, ob = 0;
+  StridedWalk(const Strided& sh, int64_t i) : s(sh) {
+    for (int d = s.rank - 1; d >= 0; --d) {
+      c[d] = i % s.dims[d];
+      i /= s.dims[d];
+      oa += c[d] * s.sa[d];
+      ob += c[d] * s.sb[d];
+    }
+  }
+  void next() {
+    int d = s.rank - 1;
+    if (d < 0) return;
+    ++c[d];
+    oa += s.sa[d];
+    ob += s.sb[d];
+    while (d > 0 && c[d] == s.dims[d]) {
+      oa -= c[d] * s.sa[d];
+      ob -= c[d] * s.sb[d];
+      c[d] = 0;
+      --d;
+      ++c[d];
+      oa += s.sa[d];
+      ob += s.sb[d];
+    }
+  }
+};
+
 template <int kCode>
 void binary_loop(ThreadPool* pool, const Strided& s, int64_t count, const float* a, const float* b,
                  float* y) {
   for_range(pool, count, count, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      int64_t oa, ob;
-      strided_offsets(s, i, &oa, &ob);
-      y[i] = binary_elem(kCode, a[oa], b[ob]);
+    if (lo >= hi) return;
+    if (s.rank == 1 && s.sa[0] == 1 && s.sb[0] == 1) {  // same shapes, both contiguous
+      for (int64_t i = lo; i < hi; ++i) y[i] = binary_elem(kCode, a[i], b[i]);
+      return;
     }
+    StridedWalk w(s, lo);
+    for (int64_t i = lo; i < hi; ++i, w.next()) y[i] = binary_elem(kCode, a[w.oa], b[w.ob]);
   });
 }
 }  // namespace
@@ -84,11 +118,9 @@ void reduce_max_backward_cpu(ThreadPool* pool, int64_t outer, int64_t r, int64_t
 
 void strided_copy_cpu(ThreadPool* pool, const Strided& s, int64_t count, const float* x, float* y) {
   for_range(pool, count, count, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) {
-      int64_t ox, unused;
-      strided_offsets(s, i, &ox, &unused);
-      y[i] = x[ox];
-    }
+    if (lo >= hi) return;
+    StridedWalk w(s, lo);
+    for (int64_t i = lo; i < hi; ++i, w.next()) y[i] = x[w.oa];
   });
 }
 
