@@ -249,6 +249,30 @@ describe('sum, mean, max', () => {
     });
   }
 
+  it('match the naive reference over random shapes and axes (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.integer({ min: 1, max: 4 }), { minLength: 0, maxLength: 5 }),
+        fc.array(fc.boolean(), { minLength: 5, maxLength: 5 }),
+        fc.boolean(),
+        fc.boolean(),
+        fc.constantFrom('sum', 'mean', 'max'),
+        fc.integer({ min: 0, max: 1000 }),
+        (shape, pick, all, keepDims, kind, seed) => {
+          const axes = shape.map((_, i) => i).filter((i) => pick[i]);
+          const xd = uniform(prod(shape), seed);
+          const want = reduceRef(xd, shape, all ? shape.map((_, i) => i) : axes, kind as 'sum' | 'mean' | 'max');
+          cn.scope(() => {
+            const y = cn[kind as 'sum'](cn.tensor(xd, shape), all ? { keepDims } : { axis: axes, keepDims });
+            expect(y.size).toBe(want.length);
+            expectClose(y.dataSync(), want, 1e-5);
+          });
+        },
+      ),
+      { numRuns: 150, seed: 12 },
+    );
+  });
+
   it('no axis reduces to a 0-dim scalar; backward() needs no gradOutput', async () => {
     const x = cn.tensor([1, 2, 3, 4], [2, 2], { requiresGrad: true });
     const s = cn.sum(x);
