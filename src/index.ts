@@ -45,6 +45,31 @@ export { softmaxCrossEntropy } from './ops/loss.js';
 export { reshape, flatten, concat, split, to } from './ops/shape.js';
 export { sgdUpdate, type SgdOptions } from './ops/sgd.js';
 export {
+  add,
+  sub,
+  mul,
+  div,
+  neg,
+  exp,
+  log,
+  sqrt,
+  tanh,
+  sigmoid,
+  pow,
+  sum,
+  mean,
+  max,
+  matmul,
+  transpose,
+  customOp,
+  broadcastShapes,
+  type Operand,
+  type ReduceOptions,
+  type CustomOpDefinition,
+  type CustomOpContext,
+} from './ops/compose.js';
+export { fuse, Expr } from './ops/fuse.js';
+export {
   loadFashionMnist,
   fashionMnistFiles,
   FASHION_MNIST_DIR,

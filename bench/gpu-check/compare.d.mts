@@ -12,7 +12,7 @@ export interface CaseInput {
   name: string;
   shape: number[];
   grad: boolean;
-  dataOpts?: { scale?: number; zeros?: number; levels?: number };
+  dataOpts?: { scale?: number; zeros?: number; levels?: number; offset?: number };
 }
 
 export interface CaseContext {

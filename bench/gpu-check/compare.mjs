@@ -23,6 +23,8 @@ export const TOL = 1e-4;
 export const OPS = [
   'conv2d', 'relu', 'maxPool2d', 'lrn', 'dropout', 'linear', 'softmaxCrossEntropy',
   'concat', 'split', 'sgdUpdate', 'randn', 'full', 'zeros', 'to',
+  'add', 'sub', 'mul', 'div', 'neg', 'exp', 'log', 'sqrt', 'tanh', 'sigmoid', 'pow',
+  'sum', 'mean', 'max', 'matmul', 'transpose', 'customOp', 'fuse',
 ];
 
 /**
@@ -44,6 +46,26 @@ export const KERNELS = {
   full: [],
   zeros: [],
   to: [],
+  // Broadcast gradients are summed back with reduce (after a strided_copy when the summed
+  // axes are not adjacent); mean scales with a broadcast binary.
+  add: ['binary', 'reduce', 'strided_copy'],
+  sub: ['binary', 'reduce', 'strided_copy'],
+  mul: ['binary', 'reduce', 'strided_copy'],
+  div: ['binary', 'reduce', 'strided_copy'],
+  neg: ['unary', 'unary_backward'],
+  exp: ['unary', 'unary_backward'],
+  log: ['unary', 'unary_backward'],
+  sqrt: ['unary', 'unary_backward'],
+  tanh: ['unary', 'unary_backward'],
+  sigmoid: ['unary', 'unary_backward'],
+  pow: ['unary', 'unary_backward'],
+  sum: ['reduce', 'strided_copy'],
+  mean: ['reduce', 'strided_copy', 'binary'],
+  max: ['reduce', 'reduce_max_backward', 'strided_copy'],
+  matmul: ['matmul'],
+  transpose: ['strided_copy'],
+  customOp: ['binary', 'unary', 'unary_backward', 'reduce'],
+  fuse: ['fused', 'reduce', 'strided_copy'],
 };
 
 /** A small seeded generator (mulberry32): uniform in [0, 1). */
@@ -86,16 +108,17 @@ const fmt = (shape) => `[${shape.join(',')}]`;
 const pair = (a, b) => (a === b ? `${a}` : `${a}x${b}`);
 
 /**
- * n values in [-scale, scale). `zeros`: that fraction of exact zeros (ReLU's kink);
+ * n values in [-scale, scale) + offset. `zeros`: that fraction of exact zeros (ReLU's kink);
  * `levels`: values from a few levels only, so max-pool windows hold ties.
  */
-export function randomData(n, next, { scale = 1, zeros = 0, levels = 0 } = {}) {
+export function randomData(n, next, { scale = 1, zeros = 0, levels = 0, offset = 0 } = {}) {
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     const u = next();
     if (levels > 0) out[i] = (Math.floor(u * levels) / (levels - 1)) * 2 * scale - scale;
     else out[i] = (2 * u - 1) * scale;
     if (zeros > 0 && next() < zeros) out[i] = 0;
+    if (offset) out[i] += offset;
   }
   return out;
 }
@@ -377,6 +400,167 @@ function sgdCases(d, small) {
   ];
 }
 
+// ---- Composition ops ---------------------------------------------------------------------------
+
+/** Two shapes that broadcast: a suffix of `out` each, some dims set to 1. */
+function broadcastPair(d, out) {
+  const part = () => out.slice(d.int(0, out.length)).map((v) => (d.chance(0.3) ? 1 : v));
+  return [part(), part()];
+}
+
+function binaryCase(d, op, as, bs, note = '') {
+  // div: the divisor in [0.5, 1.5), away from 0.
+  const bOpts = op === 'div' ? { scale: 0.5, offset: 1 } : undefined;
+  if (typeof bs === 'number') {
+    return unaryCase(op, d, as, `${op} ${bs}`, note, (cn, [x]) => cn[op](x, bs));
+  }
+  return {
+    op,
+    label: `${note ? `${note} ` : ''}a${fmt(as)} b${fmt(bs)}`,
+    seed: d.seed(),
+    inputs: [{ name: 'a', shape: as, grad: true }, { name: 'b', shape: bs, grad: true, dataOpts: bOpts }],
+    forward: (cn, [a, b]) => cn[op](a, b),
+  };
+}
+
+function binaryCases(d, small) {
+  return ['add', 'sub', 'mul', 'div'].flatMap((op) => {
+    if (small) return [binaryCase(d, op, [3, 1, 4], [5, 1]), binaryCase(d, op, [7], 2)];
+    const cases = [
+      binaryCase(d, op, [d.int(1, 64), 4096], [4096], 'bias'),
+      binaryCase(d, op, [d.int(1, 8), 96, 27, 27], [1, 96, 1, 1], 'per channel'),
+      binaryCase(d, op, [1000003], [1000003]),
+      binaryCase(d, op, randomShape(d, 3, 20), +d.real(-3, 3).toPrecision(3)),
+    ];
+    for (let i = 0; i < 4; i++) {
+      const [as, bs] = broadcastPair(d, randomShape(d, d.int(1, 6), 7));
+      cases.push(binaryCase(d, op, as, bs));
+    }
+    return cases;
+  });
+}
+
+function unaryOpCases(d, small) {
+  const positive = { scale: 1, offset: 1.5 };
+  const ops = [
+    ['neg', null, undefined], ['exp', null, { scale: 3 }], ['log', null, positive], ['sqrt', null, positive],
+    ['tanh', null, { scale: 3 }], ['sigmoid', null, { scale: 5 }], ['pow', 2, undefined], ['pow', -1.5, positive],
+    ['pow', 0.5, positive],
+  ];
+  return ops.flatMap(([op, p, dataOpts]) => {
+    const make = (shape) => unaryCase(op, d, shape, p === null ? '' : `exponent ${p}`, '',
+      (cn, [x]) => (p === null ? cn[op](x) : cn.pow(x, p)), dataOpts);
+    if (small) return [make([5, 7])];
+    return [make([d.int(1, 64), 4096]), make([1000003]), make(randomShape(d, 3, 30))];
+  });
+}
+
+function reduceCase(d, op, shape, axis, keepDims) {
+  return unaryCase(op, d, shape, `axis ${axis === undefined ? 'all' : JSON.stringify(axis)}${keepDims ? ' keepDims' : ''}`, '',
+    (cn, [x]) => cn[op](x, { axis, keepDims }));
+}
+
+function reduceCases(d, small) {
+  return ['sum', 'mean', 'max'].flatMap((op) => {
+    if (small) return [reduceCase(d, op, [3, 4, 5], [0, 2], false), reduceCase(d, op, [6, 7], 1, true)];
+    const cases = [
+      reduceCase(d, op, [1000003], undefined, false),
+      reduceCase(d, op, [d.int(1, 64), 4096], 1, true),
+      reduceCase(d, op, [d.int(1, 8), 96, 13, 13], [0, 2, 3], true),
+      reduceCase(d, op, [4096, d.int(1, 64)], 0, false),
+    ];
+    for (let i = 0; i < 4; i++) {
+      const rank = d.int(1, 5);
+      const axes = Array.from({ length: rank }, (_, k) => k).filter(() => d.chance(0.5));
+      cases.push(reduceCase(d, op, randomShape(d, rank, 12), axes.length ? axes : undefined, d.chance(0.5)));
+    }
+    return cases;
+  });
+}
+
+function matmulCase(d, B, M, K, N, note = '') {
+  const as = B ? [B, M, K] : [M, K], bs = B ? [B, K, N] : [K, N];
+  return {
+    op: 'matmul',
+    label: `${note ? `${note} ` : ''}a${fmt(as)} b${fmt(bs)}`,
+    seed: d.seed(),
+    inputs: [{ name: 'a', shape: as, grad: true }, { name: 'b', shape: bs, grad: true }],
+    forward: (cn, [a, b]) => cn.matmul(a, b),
+  };
+}
+
+function matmulCases(d, small) {
+  if (small) return [matmulCase(d, 0, 3, 17, 5), matmulCase(d, 2, 4, 6, 3)];
+  return [
+    matmulCase(d, 0, d.int(1, 128), 9216, 512, 'fc-sized'),
+    matmulCase(d, 8, 197, 64, 197, 'attention-sized'),
+    matmulCase(d, 0, 1, 1, 1),
+    ...Array.from({ length: 4 }, () => matmulCase(d, d.chance(0.5) ? d.int(1, 6) : 0, d.int(1, 130), d.int(1, 300), d.int(1, 130))),
+  ];
+}
+
+function transposeCases(d, small) {
+  const make = (shape, perm) => {
+    const c = unaryCase('transpose', d, shape, `perm ${fmt(perm)}`, '', (cn, [x]) => cn.transpose(x, perm));
+    c.exact = true;
+    return c;
+  };
+  const shuffled = (rank) => {
+    const p = Array.from({ length: rank }, (_, i) => i);
+    for (let i = rank - 1; i > 0; i--) {
+      const j = d.int(0, i);
+      [p[i], p[j]] = [p[j], p[i]];
+    }
+    return p;
+  };
+  if (small) return [make([3, 4, 5], [2, 0, 1])];
+  const cases = [make([d.int(1, 16), 96, 27, 27], [0, 2, 3, 1]), make([4096, 1000], [1, 0])];
+  for (let i = 0; i < 4; i++) {
+    const rank = d.int(2, 6);
+    cases.push(make(randomShape(d, rank, 9), shuffled(rank)));
+  }
+  return cases;
+}
+
+function customOpCases(d, small) {
+  const make = (shape) => ({
+    op: 'customOp',
+    label: `gate a${fmt(shape)} b${fmt(shape)}`,
+    seed: d.seed(),
+    inputs: [{ name: 'a', shape, grad: true }, { name: 'b', shape, grad: true }],
+    // f(a, b) = a * sigmoid(b), with its backward written by hand.
+    forward: (cn, [a, b]) => cn.customOp({
+      name: 'gate',
+      forward: (p, q) => cn.mul(p, cn.sigmoid(q)),
+      backward: (g, { inputs: [p, q] }) => {
+        const s = cn.sigmoid(q);
+        return [cn.mul(g, s), cn.mul(cn.mul(g, p), cn.mul(s, cn.sub(1, s)))];
+      },
+    })(a, b),
+  });
+  return small ? [make([4, 9])] : [make([d.int(1, 64), 4096]), make(randomShape(d, 3, 20))];
+}
+
+function fuseCases(d, small) {
+  const make = (label, shapes, build, dataOpts = []) => ({
+    op: 'fuse',
+    label: `${label} ${shapes.map(fmt).join(' ')}`,
+    seed: d.seed(),
+    inputs: shapes.map((shape, i) => ({ name: `in${i}`, shape, grad: true, dataOpts: dataOpts[i] })),
+    forward: (cn, ts) => cn.fuse(build)(...ts),
+  });
+  const swish = (x) => x.mul(x.sigmoid());
+  const mix = (a, b, c) => a.mul(b).sub(c.tanh().div(b)).add(a.exp().mul(0.5));
+  const away = { scale: 0.5, offset: 1 };
+  if (small) return [make('swish', [[5, 7]], swish), make('mix', [[2, 3, 4], [3, 1], [4]], mix, [undefined, away])];
+  return [
+    make('swish', [[d.int(1, 64), 4096]], swish),
+    make('mix', [[d.int(1, 8), 96, 13, 13], [96, 1, 1], [13]], mix, [undefined, away]),
+    make('mix', [randomShape(d, 3, 20), [1], [1]], mix, [undefined, away]),
+    make('pow sqrt', [[1000003], [1000003]], (x, y) => x.pow(3).add(y.sqrt()), [undefined, away]),
+  ];
+}
+
 function creationCase(op, d, shape, label, make) {
   return { op, label: `${fmt(shape)}${label ? ` ${label}` : ''}`, seed: d.seed(), inputs: [], exact: true, backward: false,
     forward: (cn, _ts, ctx) => make(cn, ctx.device) };
@@ -440,6 +624,8 @@ export function makeCases({ seed = 1, small = false, peer = false, only = null }
     ...conv2dCases(d, small), ...reluCases(d, small), ...poolCases(d, small), ...lrnCases(d, small),
     ...dropoutCases(d, small), ...linearCases(d, small), ...xentCases(d, small), ...shapeCases(d, small),
     ...sgdCases(d, small), ...creationCases(d, small), ...toCases(d, small, peer),
+    ...binaryCases(d, small), ...unaryOpCases(d, small), ...reduceCases(d, small), ...matmulCases(d, small),
+    ...transposeCases(d, small), ...customOpCases(d, small), ...fuseCases(d, small),
   ];
   return only ? all.filter((c) => only.includes(c.op)) : all;
 }

@@ -37,6 +37,7 @@
 #include "core/cuda_device.h"
 #include "core/device.h"
 #include "core/errors.h"
+#include "ops/compose.h"
 #include "ops/conv2d.h"
 #include "ops/gemm.h"
 #include "ops/gemm_cuda.h"
@@ -669,6 +670,220 @@ Case gen_xent_bwd(Rng& r, int k) {
           {N, M}, {}};
 }
 
+// ---- Composition ops (compose.h) ------------------------------------------------------------
+
+// A random broadcast: output dims (rank 0..kMaxRank, extents that cross block boundaries at low
+// rank) and, per operand, a random subset of dims broadcast (stride 0) and a random dim order of
+// its own storage (a transposed operand). Returns the element count of each operand's storage.
+struct StridedGen {
+  int rank = 0;
+  std::vector<int64_t> dims;
+  std::vector<std::vector<int64_t>> strides;
+  std::vector<int64_t> sizes;
+  int64_t count = 1;
+};
+StridedGen strided_gen(Rng& r, int k, int operands) {
+  StridedGen g;
+  g.rank = k < 3 ? k : r.coin(0.15) ? r.range(5, cn::kMaxRank) : r.range(1, 4);
+  for (int d = 0; d < g.rank; ++d) {
+    int64_t n = g.rank <= 2 ? r.pick<int64_t>({1, 2, 3, 17, 64, 257, 300}) : r.range(1, 5);
+    if (k == 3 && d == 0) n = 0;  // an empty output
+    g.dims.push_back(n);
+    g.count *= n;
+  }
+  for (int o = 0; o < operands; ++o) {
+    std::vector<int64_t> st(g.rank, 0);
+    std::vector<int> order(g.rank);
+    for (int d = 0; d < g.rank; ++d) order[d] = d;
+    if (r.coin(0.3)) std::shuffle(order.begin(), order.end(), r.g);
+    int64_t size = 1;
+    for (int q = g.rank - 1; q >= 0; --q) {
+      const int d = order[q];
+      const bool bcast = g.dims[d] == 1 || (o == 1 && k % 4 == 1) || r.coin(0.25);
+      if (bcast) continue;
+      st[d] = size;
+      size *= g.dims[d];
+    }
+    g.strides.push_back(st);
+    g.sizes.push_back(g.count == 0 ? 0 : size);
+  }
+  return g;
+}
+std::vector<int64_t> strided_ints(const StridedGen& g, std::vector<int64_t> lead) {
+  lead.push_back(g.count);
+  for (int d = 0; d < cn::kMaxRank; ++d) lead.push_back(d < g.rank ? g.dims[d] : 1);
+  for (const auto& st : g.strides)
+    for (int d = 0; d < cn::kMaxRank; ++d) lead.push_back(d < g.rank ? st[d] : 0);
+  return lead;
+}
+std::string dims_desc(const StridedGen& g) {
+  std::string d = "[";
+  for (int k = 0; k < g.rank; ++k) d += (k ? "," : "") + std::to_string(g.dims[k]);
+  return d + "]";
+}
+
+Case gen_binary(Rng& r, int k) {
+  const StridedGen g = strided_gen(r, k, 2);
+  const int code = k % cn::kBinaryCodes;
+  std::vector<float> b = r.floats(g.sizes[1]);
+  if (code == cn::kBinDiv)
+    for (auto& v : b) v = v < 0 ? v - 0.1f : v + 0.1f;  // away from 0
+  return {fmt("code=%d dims=%s a=%" PRId64 " b=%" PRId64, code, dims_desc(g).c_str(), g.sizes[0], g.sizes[1]),
+          {out_f("y", g.count, Cmp::Exact), in_f("a", r.floats(g.sizes[0])), in_f("b", b)},
+          strided_ints(g, {code, g.rank}), {}};
+}
+
+Case gen_strided_copy(Rng& r, int k) {
+  const StridedGen g = strided_gen(r, k, 1);
+  return {fmt("dims=%s x=%" PRId64, dims_desc(g).c_str(), g.sizes[0]),
+          {out_f("y", g.count, Cmp::Exact), in_f("x", r.floats(g.sizes[0]))}, strided_ints(g, {g.rank}), {}};
+}
+
+std::vector<float> unary_inputs(Rng& r, int code, int64_t n) {
+  // log, sqrt and pow mostly on positive inputs, with a few negatives and zeros (NaN, inf).
+  const bool positive = code == cn::kUnLog || code == cn::kUnSqrt || code == cn::kUnPow;
+  std::vector<float> x = r.floats(n, positive ? 0.05f : -4.0f, 4.0f);
+  for (auto& v : x) {
+    const double u = r.uni(0, 1);
+    if (u < 0.03) v = -v;
+    else if (u < 0.05) v = 0.0f;
+  }
+  return x;
+}
+double unary_param(Rng& r, int code) {
+  return code == cn::kUnPow ? r.pick({2.0, 3.0, 0.5, -1.0, 1.5, 0.0}) : 0.0;
+}
+
+Case gen_unary(Rng& r, int k) {
+  const int64_t n = pick_count(r, k);
+  const int code = k % cn::kUnaryCodes;
+  const double p = unary_param(r, code);
+  return {fmt("code=%d count=%" PRId64 " p=%g", code, n, p),
+          {out_f("y", n, Cmp::Tol, kTolElem), in_f("x", unary_inputs(r, code, n))}, {code, n}, {p}};
+}
+
+Case gen_unary_backward(Rng& r, int k) {
+  const int64_t n = pick_count(r, k);
+  const int code = k % cn::kUnaryCodes;
+  const double p = unary_param(r, code);
+  std::vector<float> x = unary_inputs(r, code, n), y(n);
+  cn::unary_cpu(nullptr, code, n, static_cast<float>(p), x.data(), y.data());
+  return {fmt("code=%d count=%" PRId64 " p=%g", code, n, p),
+          {out_f("dx", n, Cmp::Tol, kTolElem), in_f("x", x), in_f("y", y), in_f("dy", r.floats(n))},
+          {code, n}, {p}};
+}
+
+void reduce_dims(Rng& r, int k, int64_t* outer, int64_t* red, int64_t* inner) {
+  // Rows of 256 or more with at most 8192 outputs take the block-per-output kernel.
+  static const int64_t edge[][3] = {{1, 1, 1}, {1, 1000, 1}, {3, 5, 257}, {300, 7, 1},
+                                    {2, 1, 3}, {0, 4, 2},    {4, 0, 3},   {1, 33, 64},
+                                    {3, 700, 2}, {1, 256, 5}, {2, 3000, 1}, {1, 513, 1}};
+  if (k < 12) {
+    *outer = edge[k][0];
+    *red = edge[k][1];
+    *inner = edge[k][2];
+    return;
+  }
+  *outer = r.range(1, 40);
+  *red = r.range(1, 60);
+  *inner = r.range(1, 40);
+}
+
+Case gen_reduce(Rng& r, int k) {
+  int64_t outer, red, inner;
+  reduce_dims(r, k, &outer, &red, &inner);
+  const int code = k < 24 ? (k / 12 + k) % 2 : r.range(0, 1);
+  if (code == cn::kRedMax && red == 0) red = 1;
+  const double scale = code == cn::kRedSum && r.coin() ? 1.0 / std::max<int64_t>(red, 1) : 1.0;
+  std::vector<float> x = r.floats(outer * red * inner);
+  // Ties (the first maximum wins) and NaNs (a NaN wins).
+  for (auto& v : x) {
+    const double u = r.uni(0, 1);
+    if (u < 0.1) v = 0.5f;
+    else if (u < 0.11 && k % 3 == 0) v = std::numeric_limits<float>::quiet_NaN();
+  }
+  const int64_t yn = outer * inner;
+  return {fmt("code=%d outer=%" PRId64 " r=%" PRId64 " inner=%" PRId64 " scale=%g", code, outer, red, inner, scale),
+          // Sums over long rows take a tree on CUDA (rounding differs); max agrees exactly.
+          {code == cn::kRedMax ? out_f("y", yn, Cmp::Exact) : out_f("y", yn, Cmp::Tol, kTolGemm),
+           code == cn::kRedMax ? out_i("idx", yn) : none("idx"), in_f("x", x)},
+          {code, outer, red, inner}, {scale}};
+}
+
+Case gen_reduce_max_backward(Rng& r, int k) {
+  int64_t outer, red, inner;
+  reduce_dims(r, k, &outer, &red, &inner);
+  if (red == 0) red = 1;
+  std::vector<int32_t> idx(outer * inner);
+  for (auto& v : idx) v = r.range(0, static_cast<int>(red) - 1);
+  return {fmt("outer=%" PRId64 " r=%" PRId64 " inner=%" PRId64, outer, red, inner),
+          {out_f("dx", outer * red * inner, Cmp::Exact), in_f("dy", r.floats(outer * inner)), in_i("idx", idx)},
+          {outer, red, inner}, {}};
+}
+
+Case gen_matmul(Rng& r, int k) {
+  int N, K, M;
+  linear_dims(r, k, &N, &K, &M);
+  const int B = k < 4 ? 1 : r.pick({1, 2, 3, 5});
+  const int ta = k % 2, tb = (k / 2) % 2;
+  return {fmt("batch=%d M=%d N=%d K=%d transA=%d transB=%d", B, N, M, K, ta, tb),
+          {out_f("y", size_t(B) * N * M, Cmp::Tol, kTolGemm), in_f("a", r.floats(size_t(B) * N * K)),
+           in_f("b", r.floats(size_t(B) * K * M))},
+          {B, N, M, K, ta, tb}, {}};
+}
+
+// A random valid program over `inputs` inputs: random pushes, unary and binary steps, forced
+// binaries at the end so exactly one value is left within kFusedMaxProgram instructions.
+Case gen_fused(Rng& r, int k) {
+  const int inputs = k < 6 ? k + 1 : r.range(1, cn::kFusedInputs);
+  const StridedGen g = strided_gen(r, k < 6 ? 1 + k % 3 : k, inputs);
+  const int target = k % 12 == 11 ? 5 : r.range(1, cn::kFusedMaxProgram);
+  std::vector<int64_t> code;
+  int depth = 0;
+  auto emit = [&](int op, int a) {
+    code.push_back((int64_t(op) << 8) | a);
+    depth += op <= cn::kFusedConst ? 1 : op == cn::kFusedBin ? -1 : 0;
+  };
+  if (k % 12 == 11) {
+    // A program whose outputs are all finite (the self-test corrupts one and must see it).
+    emit(cn::kFusedLoad, 0);
+    emit(cn::kFusedConst, 0);
+    emit(cn::kFusedBin, cn::kBinMul);
+    emit(cn::kFusedLoad, inputs - 1);
+    emit(cn::kFusedBin, cn::kBinAdd);
+  }
+  while (int(code.size()) < target || depth != 1) {
+    const int room = cn::kFusedMaxProgram - int(code.size());
+    if (depth >= 2 && depth - 1 >= room - 1) {
+      emit(cn::kFusedBin, r.range(0, cn::kBinaryCodes - 1));
+      continue;
+    }
+    const double u = r.uni(0, 1);
+    if (depth == 0 || (u < 0.45 && depth < cn::kFusedMaxStack && depth < room - 1)) {
+      if (r.coin(0.75)) emit(cn::kFusedLoad, r.range(0, inputs - 1));
+      else emit(cn::kFusedConst, r.range(0, cn::kFusedConsts - 1));
+    } else if (depth >= 2 && u < 0.8) {
+      emit(cn::kFusedBin, r.range(0, cn::kBinaryCodes - 1));
+    } else if (r.coin(0.8)) {
+      emit(cn::kFusedUn, r.range(0, cn::kUnPow - 1));
+    } else {
+      emit(cn::kFusedPow, r.range(0, cn::kFusedConsts - 1));
+    }
+  }
+  std::vector<double> consts;
+  for (int q = 0; q < cn::kFusedConsts; ++q) consts.push_back(r.pick({2.0, -1.0, 0.5, 3.0, 1.0, 0.0, -2.5, 1.5}));
+  std::vector<int64_t> ints = {inputs, g.rank, g.count};
+  for (int d = 0; d < cn::kMaxRank; ++d) ints.push_back(d < g.rank ? g.dims[d] : 1);
+  for (int t = 0; t < cn::kFusedInputs; ++t)
+    for (int d = 0; d < cn::kMaxRank; ++d) ints.push_back(t < inputs && d < g.rank ? g.strides[t][d] : 0);
+  ints.push_back(int64_t(code.size()));
+  for (int q = 0; q < cn::kFusedMaxProgram; ++q) ints.push_back(q < int(code.size()) ? code[q] : 0);
+  std::vector<Tensor> ts = {out_f("y", g.count, Cmp::Tol, 1e-5)};
+  for (int t = 0; t < cn::kFusedInputs; ++t)
+    ts.push_back(t < inputs ? in_f(fmt("in%d", t), r.floats(g.sizes[t], -2, 2)) : none(fmt("in%d", t)));
+  return {fmt("inputs=%d dims=%s program=%zu", inputs, dims_desc(g).c_str(), code.size()), ts, ints, consts};
+}
+
 const std::map<std::string, Gen>& generators() {
   static const std::map<std::string, Gen> g = {
       {"fill", gen_fill},
@@ -691,6 +906,14 @@ const std::map<std::string, Gen>& generators() {
       {"linear_backward_weight", gen_linear_bwd_weight},
       {"softmax_xent_forward", gen_xent_fwd},
       {"softmax_xent_backward", gen_xent_bwd},
+      {"binary", gen_binary},
+      {"strided_copy", gen_strided_copy},
+      {"unary", gen_unary},
+      {"unary_backward", gen_unary_backward},
+      {"reduce", gen_reduce},
+      {"reduce_max_backward", gen_reduce_max_backward},
+      {"matmul", gen_matmul},
+      {"fused", gen_fused},
   };
   return g;
 }

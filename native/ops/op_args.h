@@ -2,6 +2,7 @@
 // as a typed pointer (null for an optional tensor left out), int and float arguments, and the
 // shape structs of the ops whose argument lists registry.cc documents.
 #pragma once
+#include "ops/compose.h"
 #include "ops/conv2d.h"
 #include "ops/lrn.h"
 #include "ops/pool.h"
@@ -43,5 +44,34 @@ inline LrnShape lrn_shape(const OpCall& c) {
   s.alpha = float_arg(c, 0); s.beta = float_arg(c, 1); s.k = float_arg(c, 2);
   return s;
 }
+
+// binary and strided_copy: from int `first` on, dims[kMaxRank], then the strides of the first
+// operand[kMaxRank] and, with `two`, of the second[kMaxRank]; only the first `rank` are used.
+inline Strided strided_of(const OpCall& c, size_t first, int rank, bool two) {
+  Strided s{};
+  s.rank = rank;
+  for (int d = 0; d < kMaxRank; ++d) {
+    s.dims[d] = c.i[first + d];
+    s.sa[d] = c.i[first + kMaxRank + d];
+    s.sb[d] = two ? c.i[first + 2 * kMaxRank + d] : 0;
+  }
+  return s;
+}
+
+// fused: ints [inputs, rank, count, dims[8], strides[6][8], n, code[32]], floats consts[8].
+inline FusedProgram fused_of(const OpCall& c) {
+  FusedProgram p{};
+  p.inputs = static_cast<int>(c.i[0]);
+  p.rank = static_cast<int>(c.i[1]);
+  size_t k = 3;
+  for (int d = 0; d < kMaxRank; ++d) p.dims[d] = c.i[k++];
+  for (int t = 0; t < kFusedInputs; ++t)
+    for (int d = 0; d < kMaxRank; ++d) p.strides[t][d] = c.i[k++];
+  p.n = static_cast<int>(c.i[k++]);
+  for (int q = 0; q < kFusedMaxProgram; ++q) p.code[q] = static_cast<int>(c.i[k++]);
+  for (int q = 0; q < kFusedConsts; ++q) p.consts[q] = static_cast<float>(c.f[q]);
+  return p;
+}
+constexpr int kFusedInts = 3 + kMaxRank + kFusedInputs * kMaxRank + 1 + kFusedMaxProgram;
 
 }  // namespace cn

@@ -8,7 +8,9 @@
 #include <initializer_list>
 #include <limits>
 
+#include "ops/compose.h"
 #include "ops/elementwise.h"
+#include "ops/gemm.h"
 #include "ops/loss.h"
 #include "ops/op_args.h"
 #include "core/errors.h"
@@ -95,6 +97,40 @@ void xent_fwd_op(const OpCall& c) {
 void xent_bwd_op(const OpCall& c) {
   softmax_xent_backward_cpu(pool_of(c), int_arg(c, 0), int_arg(c, 1), arg(c, 1), arg<int32_t>(c, 2), arg(c, 3),
                             arg(c, 0));
+}
+
+// binary: [y, a, b] | [code, rank, count, dims[8], sa[8], sb[8]] | []
+void binary_op(const OpCall& c) {
+  binary_cpu(pool_of(c), int_arg(c, 0), strided_of(c, 3, int_arg(c, 1), true), c.i[2], arg(c, 1), arg(c, 2), arg(c, 0));
+}
+// unary: [y, x] | [code, count] | [p]
+void unary_op(const OpCall& c) { unary_cpu(pool_of(c), int_arg(c, 0), c.i[1], float_arg(c, 0), arg(c, 1), arg(c, 0)); }
+// unary_backward: [dx, x, y, dy] | [code, count] | [p]
+void unary_bwd_op(const OpCall& c) {
+  unary_backward_cpu(pool_of(c), int_arg(c, 0), c.i[1], float_arg(c, 0), arg(c, 1), arg(c, 2), arg(c, 3), arg(c, 0));
+}
+// reduce: [y, idx?(int32), x] | [code, outer, r, inner] | [scale]
+void reduce_op(const OpCall& c) {
+  reduce_cpu(pool_of(c), int_arg(c, 0), c.i[1], c.i[2], c.i[3], float_arg(c, 0), arg(c, 2), arg(c, 0), arg<int32_t>(c, 1));
+}
+// reduce_max_backward: [dx, dy, idx(int32)] | [outer, r, inner] | []
+void reduce_max_bwd_op(const OpCall& c) {
+  reduce_max_backward_cpu(pool_of(c), c.i[0], c.i[1], c.i[2], arg(c, 1), arg<int32_t>(c, 2), arg(c, 0));
+}
+// strided_copy: [y, x] | [rank, count, dims[8], strides[8]] | []
+void strided_copy_op(const OpCall& c) {
+  strided_copy_cpu(pool_of(c), strided_of(c, 2, int_arg(c, 0), false), c.i[1], arg(c, 1), arg(c, 0));
+}
+// fused: [y, in0?, ..., in5?] | [inputs, rank, count, dims[8], strides[6][8], n, code[32]] | consts[8]
+void fused_op(const OpCall& c) {
+  const float* ins[kFusedInputs];
+  for (int k = 0; k < kFusedInputs; ++k) ins[k] = arg(c, 1 + k);
+  fused_cpu(pool_of(c), fused_of(c), c.i[2], ins, arg(c, 0));
+}
+// matmul: [y, a, b] | [batch, M, N, K, transA, transB] | []
+void matmul_op(const OpCall& c) {
+  matmul_cpu(pool_of(c), int_arg(c, 0), int_arg(c, 1), int_arg(c, 2), int_arg(c, 3), c.i[4] != 0, c.i[5] != 0,
+             arg(c, 1), arg(c, 2), arg(c, 0));
 }
 
 
@@ -348,6 +384,162 @@ void xent_bwd_check(const OpCall& c) {
   g.holds(0, "dlogits", nm); g.holds(1, "probs", nm); g.holds(2, "labels", N); g.holds(3, "gout", 1);
 }
 
+// The strided iteration space of binary / strided_copy, starting at int `first` (rank) with
+// count, dims[8] and `operands` stride blocks after it: rank in [0, 8], every used dim an int32,
+// unused dims 1 with stride 0, count the product of the dims, and each operand (tensor
+// 1 + k) large enough for its furthest element.
+int64_t c_dim(const Guard& g, size_t k) { return g.get(k, 0, kInt32Max); }
+
+void strided_check(const Guard& g, size_t first, int operands, const char* const* what) {
+  const int rank = static_cast<int>(g.get(first, 0, kMaxRank));
+  const int64_t count = g.i64(first + 1, 0);
+  const size_t dims = first + 2;
+  int64_t n = 1;
+  for (int d = 0; d < kMaxRank; ++d) {
+    if (d < rank) n = product({n, int64_t(g.i32(dims + d, 0))});
+    else g.get(dims + d, 1, 1);
+  }
+  if (n > kInt32Max) g.bad("the output would hold " + std::to_string(n) + " elements, more than the limit of 2^31-1");
+  if (n != count) g.bad("count must be " + std::to_string(n) + " (the product of the dims), received " + std::to_string(count));
+  g.holds(0, "y", count);
+  for (int k = 0; k < operands; ++k) {
+    const size_t strides = dims + kMaxRank * (k + 1);
+    int64_t last = 0;
+    for (int d = 0; d < kMaxRank; ++d) {
+      if (d < rank) {
+        const int64_t dim = c_dim(g, dims + d), stride = g.get(strides + d, 0, kInt32Max);
+        if (dim > 0) last = sum_sat(last, product({stride, dim - 1}));
+      } else {
+        g.get(strides + d, 0, 0);
+      }
+    }
+    if (count > 0) g.holds(1 + k, what[k], sum_sat(last, 1));
+  }
+}
+
+std::string strided_names(const char* lead, int operands) {
+  std::string s = lead;
+  for (int d = 0; d < kMaxRank; ++d) s += ",dims[" + std::to_string(d) + "]";
+  const char* blocks[] = {"sa", "sb"};
+  for (int k = 0; k < operands; ++k)
+    for (int d = 0; d < kMaxRank; ++d) s += std::string(",") + (operands == 1 ? "strides" : blocks[k]) + "[" + std::to_string(d) + "]";
+  return s;
+}
+
+void binary_check(const OpCall& c) {
+  static const std::string names = strided_names("code,rank,count", 2);
+  Guard g(c, "binary", names.c_str());
+  g.get(0, 0, kBinaryCodes - 1);
+  static const char* const what[] = {"a", "b"};
+  strided_check(g, 1, 2, what);
+}
+void strided_copy_check(const OpCall& c) {
+  static const std::string names = strided_names("rank,count", 1);
+  Guard g(c, "strided_copy", names.c_str());
+  static const char* const what[] = {"x"};
+  strided_check(g, 0, 1, what);
+}
+void unary_check(const OpCall& c) {
+  Guard g(c, "unary", "code,count");
+  g.get(0, 0, kUnaryCodes - 1);
+  const int64_t n = g.i64(1, 0);
+  g.holds(0, "y", n); g.holds(1, "x", n);
+}
+void unary_bwd_check(const OpCall& c) {
+  Guard g(c, "unary_backward", "code,count");
+  g.get(0, 0, kUnaryCodes - 1);
+  const int64_t n = g.i64(1, 0);
+  g.holds(0, "dx", n); g.holds(1, "x", n); g.holds(2, "y", n); g.holds(3, "dy", n);
+}
+void reduce_check(const OpCall& c) {
+  Guard g(c, "reduce", "code,outer,r,inner");
+  const int64_t code = g.get(0, 0, kReduceCodes - 1);
+  const int64_t outer = g.i32(1, 0), r = g.i32(2, 0), inner = g.i32(3, 0);
+  const int64_t xn = g.elements("x [outer, r, inner]", {outer, r, inner});
+  const int64_t yn = product({outer, inner});
+  if (code == kRedMax && yn > 0 && r == 0) g.bad("max needs r >= 1 terms per output, received r = 0");
+  g.holds(0, "y", yn); g.holds(1, "idx", yn, code != kRedMax); g.holds(2, "x", xn);
+}
+void reduce_max_bwd_check(const OpCall& c) {
+  Guard g(c, "reduce_max_backward", "outer,r,inner");
+  const int64_t outer = g.i32(0, 0), r = g.i32(1, 0), inner = g.i32(2, 0);
+  const int64_t xn = g.elements("dx [outer, r, inner]", {outer, r, inner});
+  const int64_t yn = product({outer, inner});
+  g.holds(0, "dx", xn); g.holds(1, "dy", yn); g.holds(2, "idx", yn);
+}
+void matmul_check(const OpCall& c) {
+  Guard g(c, "matmul", "batch,M,N,K,transA,transB");
+  const int64_t B = g.i32(0, 0), M = g.i32(1, 0), N = g.i32(2, 0), K = g.i32(3, 0);
+  g.get(4, 0, 1); g.get(5, 0, 1);
+  // The SGEMM takes leading dimensions and per-matrix sizes as int.
+  g.elements("a [M, K]", {M, K}); g.elements("b [K, N]", {K, N}); g.elements("y [M, N]", {M, N});
+  g.holds(0, "y", g.elements("y [batch, M, N]", {B, M, N}));
+  g.holds(1, "a", g.elements("a [batch, M, K]", {B, M, K}));
+  g.holds(2, "b", g.elements("b [batch, K, N]", {B, K, N}));
+}
+
+std::string fused_names() {
+  std::string s = "inputs,rank,count";
+  for (int d = 0; d < kMaxRank; ++d) s += ",dims[" + std::to_string(d) + "]";
+  for (int t = 0; t < kFusedInputs; ++t)
+    for (int d = 0; d < kMaxRank; ++d) s += ",strides[" + std::to_string(t) + "][" + std::to_string(d) + "]";
+  s += ",n";
+  for (int q = 0; q < kFusedMaxProgram; ++q) s += ",code[" + std::to_string(q) + "]";
+  return s;
+}
+void fused_check(const OpCall& c) {
+  static const std::string names = fused_names();
+  Guard g(c, "fused", names.c_str());
+  const int inputs = static_cast<int>(g.get(0, 0, kFusedInputs));
+  const int rank = static_cast<int>(g.get(1, 0, kMaxRank));
+  const int64_t count = g.i64(2, 0);
+  const size_t dims = 3, strides = dims + kMaxRank, prog = strides + kFusedInputs * kMaxRank;
+  int64_t n = 1;
+  for (int d = 0; d < kMaxRank; ++d) {
+    if (d < rank) n = product({n, int64_t(g.i32(dims + d, 0))});
+    else g.get(dims + d, 1, 1);
+  }
+  if (n > kInt32Max) g.bad("the output would hold " + std::to_string(n) + " elements, more than the limit of 2^31-1");
+  if (n != count) g.bad("count must be " + std::to_string(n) + " (the product of the dims), received " + std::to_string(count));
+  g.holds(0, "y", count);
+  for (int t = 0; t < kFusedInputs; ++t) {
+    int64_t last = 0;
+    for (int d = 0; d < kMaxRank; ++d) {
+      const size_t k = strides + t * kMaxRank + d;
+      if (t < inputs && d < rank) {
+        const int64_t dim = c.i[dims + d], stride = g.get(k, 0, kInt32Max);
+        if (dim > 0) last = sum_sat(last, product({stride, dim - 1}));
+      } else {
+        g.get(k, 0, 0);
+      }
+    }
+    const std::string what = "input " + std::to_string(t);
+    if (t < inputs && count > 0) g.holds(1 + t, what.c_str(), sum_sat(last, 1));
+  }
+  // The program: every instruction valid, the stack never under- or overflows, one value left.
+  const int len = static_cast<int>(g.get(prog, 1, kFusedMaxProgram));
+  int depth = 0;
+  for (int q = 0; q < kFusedMaxProgram; ++q) {
+    const size_t k = prog + 1 + q;
+    if (q >= len) {
+      g.get(k, 0, 0);
+      continue;
+    }
+    const int64_t v = g.get(k, 0, (int64_t(kFusedOpcodes) << 8) - 1);
+    const int op = static_cast<int>(v >> 8), a = static_cast<int>(v & 255);
+    const int64_t limit[] = {inputs, kFusedConsts, kBinaryCodes, kUnPow, kFusedConsts};
+    if (a >= limit[op]) {
+      g.bad("instruction " + std::to_string(q) + " (opcode " + std::to_string(op) + ") has argument " +
+            std::to_string(a) + ", at most " + std::to_string(limit[op] - 1) + " allowed");
+    }
+    const int need = op == kFusedBin ? 2 : op >= kFusedUn ? 1 : 0;
+    if (depth < need) g.bad("instruction " + std::to_string(q) + " pops an empty stack");
+    depth += op <= kFusedConst ? 1 : op == kFusedBin ? -1 : 0;
+    if (depth > kFusedMaxStack) g.bad("the program needs more than " + std::to_string(kFusedMaxStack) + " stack slots");
+  }
+  if (depth != 1) g.bad("the program must leave exactly one value, it leaves " + std::to_string(depth));
+}
+
 #ifdef CONVNET_WITH_CUDA
 #define CN_CUDA(fn) fn
 #else
@@ -377,6 +569,14 @@ const OpDef kOps[] = {
      CN_CUDA(linear_backward_weight_cuda_op), linear_bwd_weight_check},
     {"softmax_xent_forward", 4, 2, 0, xent_fwd_op, CN_CUDA(softmax_xent_forward_cuda_op), xent_fwd_check},
     {"softmax_xent_backward", 4, 2, 0, xent_bwd_op, CN_CUDA(softmax_xent_backward_cuda_op), xent_bwd_check},
+    {"binary", 3, 3 + 3 * kMaxRank, 0, binary_op, CN_CUDA(binary_cuda_op), binary_check},
+    {"unary", 2, 2, 1, unary_op, CN_CUDA(unary_cuda_op), unary_check},
+    {"unary_backward", 4, 2, 1, unary_bwd_op, CN_CUDA(unary_backward_cuda_op), unary_bwd_check},
+    {"reduce", 3, 4, 1, reduce_op, CN_CUDA(reduce_cuda_op), reduce_check},
+    {"reduce_max_backward", 3, 3, 0, reduce_max_bwd_op, CN_CUDA(reduce_max_backward_cuda_op), reduce_max_bwd_check},
+    {"strided_copy", 2, 2 + 2 * kMaxRank, 0, strided_copy_op, CN_CUDA(strided_copy_cuda_op), strided_copy_check},
+    {"matmul", 3, 6, 0, matmul_op, CN_CUDA(matmul_cuda_op), matmul_check},
+    {"fused", 1 + kFusedInputs, kFusedInts, kFusedConsts, fused_op, CN_CUDA(fused_cuda_op), fused_check},
 };
 
 }  // namespace

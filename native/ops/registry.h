@@ -58,6 +58,14 @@ void conv2d_backward_filter_cuda_op(const OpCall& c);
 void linear_forward_cuda_op(const OpCall& c);
 void linear_backward_data_cuda_op(const OpCall& c);
 void linear_backward_weight_cuda_op(const OpCall& c);
+void binary_cuda_op(const OpCall& c);
+void unary_cuda_op(const OpCall& c);
+void unary_backward_cuda_op(const OpCall& c);
+void reduce_cuda_op(const OpCall& c);
+void reduce_max_backward_cuda_op(const OpCall& c);
+void strided_copy_cuda_op(const OpCall& c);
+void matmul_cuda_op(const OpCall& c);
+void fused_cuda_op(const OpCall& c);
 #endif
 
 }  // namespace cn
