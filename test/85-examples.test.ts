@@ -44,6 +44,13 @@ describe('examples/', () => {
     expect(Number(m![2])).toBeLessThan(Number(m![1]));
   });
 
+  it('residual-batchnorm.ts: batch norm and a residual block from the composition ops learn a toy task', () => {
+    const out = example('residual-batchnorm.ts', ['--steps', '20']);
+    const m = out.match(/mean loss ([\d.]+) over the first 4 steps, ([\d.]+) over the last 4/);
+    expect(m, out).not.toBeNull();
+    expect(Number(m![2])).toBeLessThan(Number(m![1]) / 2);
+  });
+
   it('two-towers.ts: each tower holds its parameters and runs its ops on its own device', () => {
     const out = example('two-towers.ts', ['--devices', 'cpu:0,cpu:1']);
     expect(out).toMatch(/parameters per device: \{ 'cpu:0': \d+, 'cpu:1': \d+ \}/);
