@@ -35,8 +35,8 @@ interface Candidate {
   preload: string[];
 }
 
-/** Where python3 keeps its packages (site and user site), or why that could not be asked. */
-function sitePackages(): { dirs: string[]; why?: string } {
+/** @internal Where python3 keeps its packages (site and user site), or why that could not be asked (NVRTC is found the same way). */
+export function sitePackages(): { dirs: string[]; why?: string } {
   const python = process.env.CONVNET_PYTHON ?? 'python3';
   const r = spawnSync(python, ['-c', 'import site\nfor d in site.getsitepackages() + [site.getusersitepackages()]: print(d)'], {
     encoding: 'utf8',
@@ -47,7 +47,7 @@ function sitePackages(): { dirs: string[]; why?: string } {
   return { dirs: r.stdout.split('\n').map((l) => l.trim()).filter((l) => l !== '') };
 }
 
-function isDir(p: string): boolean {
+export function isDir(p: string): boolean {
   try {
     return statSync(p).isDirectory();
   } catch {

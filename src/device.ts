@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { nvrtcStatus } from './cuda.js';
 import { cudnnStatus } from './cudnn.js';
 import { addonOrigin, native, type AddonSource } from './native.js';
 
@@ -53,6 +54,14 @@ export interface BuildInfo {
   cudnnPath?: string;
   /** Why cuDNN cannot be used, in one line (when `cudnn` is not `'found'`). */
   cudnnReason?: string;
+  /** Whether NVRTC (for `cn.cuda.compile`) was found: `'found' | 'not found' | 'unusable'`. */
+  nvrtc: 'found' | 'not found' | 'unusable';
+  /** NVRTC's version, e.g. `'12.8'`. */
+  nvrtcVersion?: string;
+  /** The NVRTC library that was opened. */
+  nvrtcPath?: string;
+  /** Why NVRTC cannot be used, in one line. */
+  nvrtcReason?: string;
   /** The package version. */
   version: string;
   /** The native ops and whether each has a CUDA kernel in this build. */
@@ -99,12 +108,17 @@ function packageVersion(): string {
 export function buildInfo(): BuildInfo {
   const b = native.buildInfo();
   const c = cudnnStatus();
+  const r = nvrtcStatus();
   return {
     ...b,
     cudnn: c.status,
     ...(c.version ? { cudnnVersion: c.version } : {}),
     ...(c.path ? { cudnnPath: c.path } : {}),
     ...(c.reason ? { cudnnReason: c.reason } : {}),
+    nvrtc: r.status,
+    ...(r.version ? { nvrtcVersion: r.version } : {}),
+    ...(r.path ? { nvrtcPath: r.path } : {}),
+    ...(r.reason ? { nvrtcReason: r.reason } : {}),
     version: packageVersion(),
     addon: { ...addonOrigin },
   };

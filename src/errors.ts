@@ -155,6 +155,28 @@ export class IOError extends ConvnetError {
   }
 }
 
+/**
+ * CUDA C++ given to `cn.cuda.compile` that NVRTC does not compile; `log` is the compiler's
+ * output (also in the message).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   cn.cuda.compile('__global__ void k(float* x) { x[0] = undefined_name; }', { name: 'k' });
+ * } catch (e) {
+ *   if (e instanceof cn.CompileError) console.error(e.log);
+ * }
+ * ```
+ */
+export class CompileError extends ConvnetError {
+  /** NVRTC's log: file, line and message of each error and warning. */
+  readonly log: string;
+  constructor(message: string, log = '') {
+    super(message);
+    this.log = log;
+  }
+}
+
 interface NativeErrorFields {
   convnetClass?: string;
   message: string;
@@ -162,6 +184,7 @@ interface NativeErrorFields {
   device?: string;
   bytesAsked?: number;
   bytesFree?: number;
+  log?: string;
 }
 
 /** Turns an error thrown by the addon into the matching typed class. */
@@ -181,6 +204,8 @@ export function fromNative(e: unknown): unknown {
       return new CudaError(n.message, n.cudaError ?? '');
     case 'FormatError':
       return new FormatError(n.message);
+    case 'CompileError':
+      return new CompileError(n.message, n.log ?? '');
     default:
       return e;
   }

@@ -34,6 +34,7 @@ export {
   CudaError,
   FormatError,
   IOError,
+  CompileError,
 } from './errors.js';
 export { tensor, zeros, full, randn, type CreateOptions, type RandnOptions } from './ops/create.js';
 export { conv2d, type Conv2dOptions } from './ops/conv2d.js';
@@ -102,3 +103,4 @@ export {
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
 export * as models from './models/index.js';
+export * as cuda from './cuda.js';

@@ -50,6 +50,19 @@ export interface NativeAddon {
     found: boolean; algo: number; findMs: number; workspaceBytes: number; mathType: number; candidates: number;
   };
   cudnnPlanRelease(plan: NativeCudnnPlan): void;
+  // Run-time compiled kernels (native/rtc/, native/addon/rtc_addon.cc).
+  nvrtcTryLoad(path: string): { outcome: 'opened' | 'absent' | 'rejected'; path: string; version?: string; reason?: string };
+  rtcCompile(source: string, name: string, sm: number, options: string[]): NativeCompiled;
+  rtcLaunch(device: string, kernel: NativeCompiled, grid: number[], block: number[], sharedBytes: number,
+            args: ({ kind: 'ptr'; handle: NativeHandle } | { kind: 'i32' | 'i64' | 'f32' | 'f64'; value: number })[]): void;
+}
+
+/** A kernel compiled to PTX by NVRTC: what the driver needs to load and launch it. */
+export interface NativeCompiled {
+  ptx: string;
+  loweredName: string;
+  arch: string;
+  log: string;
 }
 
 /** A timing marker queued on a device. */

@@ -50,6 +50,7 @@ Napi::Error to_js(Napi::Env env, const std::string& cls, const std::string& msg,
   if (detail) {
     if (!detail->cuda_name.empty()) o.Set("cudaError", detail->cuda_name);
     if (!detail->device.empty()) o.Set("device", detail->device);
+    if (detail->kind == ErrorKind::Compile) o.Set("log", detail->log);
     if (detail->kind == ErrorKind::OutOfMemory) {
       o.Set("bytesAsked", Napi::Number::New(env, detail->bytes_asked));
       o.Set("bytesFree", Napi::Number::New(env, detail->bytes_free));
@@ -420,6 +421,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats));
   exports.Set("emptyCache", Napi::Function::New(env, EmptyCache));
   cn::addon::register_bench(env, exports);
+  cn::addon::register_rtc(env, exports);
   return exports;
 }
 

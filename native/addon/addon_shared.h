@@ -15,5 +15,7 @@ const StoragePtr& storage_of(Napi::Value v);
 Napi::Value run_guarded(const Napi::CallbackInfo& info, const std::function<Napi::Value(Napi::Env)>& fn);
 // Adds the benchmark functions (timers, cache flush, cuDNN) to the exports.
 void register_bench(Napi::Env env, Napi::Object exports);
+// Adds the run-time compiled kernels (NVRTC, driver API launches) to the exports.
+void register_rtc(Napi::Env env, Napi::Object exports);
 
 }  // namespace cn::addon

@@ -7,7 +7,7 @@
 
 namespace cn {
 
-enum class ErrorKind { Shape, Device, Disposed, OutOfMemory, Cuda, Format, Internal };
+enum class ErrorKind { Shape, Device, Disposed, OutOfMemory, Cuda, Format, Compile, Internal };
 
 inline const char* error_class_name(ErrorKind k) {
   switch (k) {
@@ -17,6 +17,7 @@ inline const char* error_class_name(ErrorKind k) {
     case ErrorKind::OutOfMemory: return "OutOfMemoryError";
     case ErrorKind::Cuda: return "CudaError";
     case ErrorKind::Format: return "FormatError";
+    case ErrorKind::Compile: return "CompileError";
     default: return "Error";
   }
 }
@@ -26,6 +27,7 @@ struct Error : std::runtime_error {
   std::string cuda_name;  // e.g. "cudaErrorIllegalAddress" for ErrorKind::Cuda
   double bytes_asked = 0, bytes_free = 0;  // for ErrorKind::OutOfMemory
   std::string device;                      // the device involved, when there is one
+  std::string log;                         // the compiler's log, for ErrorKind::Compile
   Error(ErrorKind k, const std::string& msg) : std::runtime_error(msg), kind(k) {}
 };
 

@@ -154,6 +154,9 @@ function info(): void {
   console.log(b.cudnn === 'found'
     ? `cuDNN: ${b.cudnnVersion} at ${b.cudnnPath} (a benchmark driver only; never linked)`
     : `cuDNN: ${b.cudnn} (a benchmark driver only): ${b.cudnnReason}`);
+  console.log(b.nvrtc === 'found'
+    ? `NVRTC: ${b.nvrtcVersion} at ${b.nvrtcPath} (cn.cuda.compile)`
+    : `NVRTC: ${b.nvrtc} (cn.cuda.compile needs it): ${b.nvrtcReason}`);
   console.log('devices:');
   const list = devices();
   for (const d of list) {
