@@ -19,6 +19,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 import * as cn from '../src/index.js';
+import { normwiseError } from '../src/bench.js';
 import { cudnnStatus } from '../src/cudnn.js';
 import { native, type NativeCudnnPlan } from '../src/native.js';
 import { launchInPlace } from '../src/ops/launch.js';
@@ -177,18 +178,7 @@ function ourPass(l: BenchLayer, pass: Pass, inp: Inputs, device: string): { outs
   }
 }
 
-export function normwiseError(theirs: Float32Array, ours: Float32Array): number {
-  if (theirs.length !== ours.length) return Infinity;
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ours.length; i++) {
-    const d = theirs[i] - ours[i];
-    num += d * d;
-    den += ours[i] * ours[i];
-  }
-  const e = Math.sqrt(num) / Math.max(Math.sqrt(den), 1e-30);
-  return Number.isNaN(e) ? Infinity : e;
-}
+export { normwiseError };
 
 /**
  * Dropout masks come from each library's own generator, so outputs cannot be compared element

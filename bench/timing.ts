@@ -10,27 +10,8 @@
 import * as cn from '../src/index.js';
 import { native } from '../src/native.js';
 
-export interface TimingOptions {
-  iters: number;
-  warmup: number;
-  /** Flush the last-level cache before each timed iteration. */
-  flush: boolean;
-}
-
-/** Milliseconds of each timed iteration of `run` (which only queues work on `device`). */
-export async function timeQueued(device: string, opts: TimingOptions, run: () => void): Promise<number[]> {
-  for (let i = 0; i < opts.warmup; i++) run();
-  await cn.synchronize(device);
-  const marks = [];
-  for (let i = 0; i < opts.iters; i++) {
-    if (opts.flush) native.l2Flush(device);
-    const a = native.timerMark(device);
-    run();
-    marks.push([a, native.timerMark(device)] as const);
-  }
-  await cn.synchronize(device);
-  return marks.map(([a, b]) => native.timerElapsed(a, b));
-}
+export { timeQueued, type TimingOptions } from '../src/bench.js';
+import { timeQueued } from '../src/bench.js';
 
 /** Device-to-device copy bandwidth in GB/s (bytes read plus bytes written, per second). */
 export async function copyBandwidth(device: string, bytes: number, iters = 5): Promise<number> {

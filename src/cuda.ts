@@ -26,6 +26,7 @@ import { deviceId, Tensor } from './tensor.js';
 
 /** Whether NVRTC was found: what `cn.buildInfo()` reports as `nvrtc`. */
 export interface NvrtcStatus {
+  /** 'found': loaded and usable; 'not found': no candidate opened; 'unusable': one opened but failed a check. */
   status: 'found' | 'not found' | 'unusable';
   /** NVRTC's version, e.g. `'12.8'`. */
   version?: string;
@@ -82,6 +83,7 @@ export interface KernelParam {
   text: string;
   /** What it takes: a tensor (with the dtype its pointer type implies, if any) or a number. */
   kind: 'tensor' | 'i32' | 'i64' | 'f32' | 'f64';
+  /** The tensor dtype a `float*` or `int*` pointer needs (absent for other pointer types). */
   dtype?: 'float32' | 'int32';
 }
 
@@ -147,7 +149,13 @@ export interface LaunchConfig {
 }
 
 /** A kernel argument: a tensor, a number, or a number with its C type made explicit. */
-export type KernelArg = Tensor | number | { int: number } | { float: number };
+export type KernelArg = Tensor | number | {
+  /** A whole number passed as the integer type the kernel declares (int32 where unknown). */
+  int: number;
+} | {
+  /** A number passed as float (or double where the kernel declares one). */
+  float: number;
+};
 
 const cache = new Map<string, NativeCompiled>();
 

@@ -104,3 +104,4 @@ export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
 export * as models from './models/index.js';
 export * as cuda from './cuda.js';
+export * as bench from './bench.js';

@@ -77,6 +77,16 @@ describe('examples/', () => {
     expect(probs.reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(100.1);
   });
 
+  it('race-your-conv.ts: your convolution, ours and cuDNN, each checked against the CPU reference, then timed', () => {
+    const lines = example('race-your-conv.ts', ['--iters', '2']).trim().split('\n');
+    const row = (d: string) => lines.find((l) => l.startsWith(d)) ?? '';
+    expect(row('yours')).toMatch(/^yours\s+[\d.]+ ms\s+[\d.]+ GF\/s\s+\d\.\de[-+]\d+\s+1\.00x/);
+    expect(row('convnet')).toMatch(/^convnet\s+[\d.]+ ms .* 0\.0e\+0\s+[\d.]+x\s+device markers$/);
+    // Yours must match the reference to float32 rounding.
+    expect(Number(row('yours').match(/GF\/s\s+(\S+)/)![1])).toBeLessThan(1e-5);
+    if (!cn.devices().some((d) => d.kind === 'cuda')) expect(row('cudnn')).toMatch(/cuDNN needs a CUDA device$/);
+  });
+
   it('time-op.ts: one line per device with a time and a rate', () => {
     const lines = example('time-op.ts', ['--iters', '2']).trim().split('\n');
     expect(lines.length).toBe(cn.devices().length);
