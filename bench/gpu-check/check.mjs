@@ -17,7 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { OPS, KERNELS, TOL, checkOutOfMemory, fmtErr, makeCases, runCase, summarize } from './compare.mjs';
+import { OPS, KERNELS, TOL, checkOutOfMemory, checkRuntimeCompile, fmtErr, makeCases, runCase, summarize } from './compare.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
@@ -153,6 +153,7 @@ if (noKernel.length) say(`native ops without a CUDA kernel in this build: ${noKe
 
 const results = [];
 let oom = null;
+let rtc = null;
 const sanitizers = [];
 const runMain = !args.sanitize || args.all;
 
@@ -168,6 +169,10 @@ if (runMain) {
   });
   if (!peer && (!only || only.includes('to'))) {
     say(`note: no second ${kind} device, so no device-to-device copy case (CONVNET_VIRTUAL_GPUS=2 gives two on one GPU)`);
+  }
+  if (!only || only.includes('cuda.compile')) {
+    rtc = checkRuntimeCompile(cn, device);
+    say(`cuda.compile: ${rtc.status}${rtc.detail ? `: ${rtc.detail}` : ''}`);
   }
   if (!args['no-oom']) {
     oom = checkOutOfMemory(cn, native, device);
@@ -314,7 +319,8 @@ function resolveHead(gitDir) {
 
 const rows = runMain ? summarize(results).filter((r) => !only || only.includes(r.op)) : [];
 const oomPass = !oom || oom.status === 'pass';
-const pass = rows.every((r) => r.pass) && oomPass && sanitizers.every((s) => s.status !== 'fail');
+const rtcPass = !rtc || rtc.status !== 'fail';
+const pass = rows.every((r) => r.pass) && oomPass && rtcPass && sanitizers.every((s) => s.status !== 'fail');
 
 const report = {
   device: { ...info, driver: gpu?.driver ?? null, nvidiaSmi: gpu },
@@ -330,6 +336,7 @@ const report = {
   summary: rows,
   cases: results,
   outOfMemory: oom,
+  runtimeCompile: rtc,
   sanitizers,
   pass,
 };
@@ -338,6 +345,7 @@ say(`results: ${path.join(out, 'gpu-check.json')}, ${logFile}`);
 
 const table = [['op', 'cases', 'max fwd err', 'max grad err', 'result']];
 for (const r of rows) table.push([r.op, String(r.cases), fmtErr(r.fwdErr), fmtErr(r.gradErr), r.status]);
+if (rtc) table.push(['cuda.compile', '1', fmtErr(rtc.fwdErr ?? null), '-', rtc.status]);
 if (oom) table.push(['out of memory', '1', '-', '-', oom.status]);
 for (const s of sanitizers) table.push([`${s.tool} (--small)`, String(s.cases ?? 0), '-', '-', s.errors ? `${s.status} (${s.errors} errors)` : s.status]);
 const widths = table[0].map((_, j) => Math.max(...table.map((row) => row[j].length)));
@@ -346,6 +354,6 @@ say();
 say(line(table[0]));
 say(widths.map((w) => '-'.repeat(w)).join('-|-'));
 for (const row of table.slice(1)) say(line(row));
-const failed = rows.filter((r) => !r.pass).length + (oomPass ? 0 : 1) + sanitizers.filter((s) => s.status === 'fail').length;
+const failed = rows.filter((r) => !r.pass).length + (oomPass ? 0 : 1) + (rtcPass ? 0 : 1) + sanitizers.filter((s) => s.status === 'fail').length;
 say(`${pass ? 'PASS' : `FAIL (${failed} rows)`}: ${device} against ${reference}, ${results.length} cases`);
 process.exit(pass ? 0 : 1);

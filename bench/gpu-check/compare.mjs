@@ -812,6 +812,48 @@ export function checkOutOfMemory(cn, native, device) {
   return result;
 }
 
+/**
+ * cn.cuda.compile end to end: a saxpy kernel compiled with NVRTC, launched on `device` between
+ * two library ops (so stream order is exercised), compared with the host. 'skipped' with the
+ * reason when the device is not a CUDA device or NVRTC was not found.
+ */
+export function checkRuntimeCompile(cn, device) {
+  const result = { op: 'cuda.compile', label: `saxpy compiled by NVRTC, launched on ${device}`, status: 'pass', detail: '' };
+  const nvrtc = cn.buildInfo();
+  if (!device.startsWith('cuda')) return { ...result, status: 'skipped', detail: `${device} is not a CUDA device` };
+  if (nvrtc.nvrtc !== 'found') return { ...result, status: 'skipped', detail: nvrtc.nvrtcReason ?? 'NVRTC not found' };
+  const n = 4099;
+  const made = [];
+  try {
+    const saxpy = cn.cuda.compile(`extern "C" __global__ void saxpy(float* y, const float* x, float a, int n) {
+      int i = blockIdx.x * blockDim.x + threadIdx.x;
+      if (i < n) y[i] = a * x[i] + y[i];
+    }`, { name: 'saxpy' });
+    const x = cn.randn([n], { seed: 3, device });
+    const y0 = cn.randn([n], { seed: 4, device });
+    made.push(x, y0);
+    const y = cn.relu(y0);  // queued before the launch: the kernel must see its result
+    made.push(y);
+    saxpy.launch(device, { grid: Math.ceil(n / 128), block: 128 }, [y, x, 0.5, n]);
+    const z = cn.neg(y);  // queued after: it must see the kernel's result
+    made.push(z);
+    const xs = x.dataSync(), ys = y0.dataSync(), zs = z.dataSync();
+    let worst = 0;
+    for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(zs[i] + (0.5 * xs[i] + Math.max(ys[i], 0))));
+    result.fwdErr = worst;
+    if (!(worst <= 1e-5)) {
+      result.status = 'fail';
+      result.detail = `max abs error ${worst} against the host`;
+    }
+  } catch (e) {
+    result.status = 'fail';
+    result.detail = `${e?.name}: ${e?.message}`;
+  } finally {
+    for (const t of made) t.dispose();
+  }
+  return result;
+}
+
 export function fmtErr(e) {
   if (e === null || e === undefined) return '-';
   if (Number.isNaN(e)) return 'NaN';
