@@ -59,12 +59,13 @@ describe('check.mjs', () => {
     const r = runCheck('--cpu', '--small', '--out', out);
     expect(r.status, r.out).toBe(0);
     const lines = r.out.trimEnd().split('\n');
-    // The table comes last: a header, a rule, one row per op, the out-of-memory row, the verdict.
+    // The table comes last: a header, a rule, one row per op, the run-time compile row (skipped
+    // on a CPU device), the out-of-memory row, the verdict.
     const header = lines.findIndex((l) => /^op +\| cases \| max fwd err \| max grad err \| result$/.test(l));
     expect(header, r.out).toBeGreaterThan(0);
     const rows = lines.slice(header + 2, -1).map((l) => l.split('|').map((s) => s.trim()));
-    expect(rows.map((row) => row[0])).toEqual([...OPS, 'out of memory']);
-    for (const row of rows) expect(row[4], row.join(' | ')).toBe('pass');
+    expect(rows.map((row) => row[0])).toEqual([...OPS, 'cuda.compile', 'out of memory']);
+    for (const row of rows) expect(row[4], row.join(' | ')).toBe(row[0] === 'cuda.compile' ? 'skipped' : 'pass');
     expect(lines.at(-1)).toMatch(/^PASS: cpu:1 against cpu:0, \d+ cases$/);
 
     const report = JSON.parse(readFileSync(path.join(out, 'gpu-check.json'), 'utf8'));
@@ -74,6 +75,7 @@ describe('check.mjs', () => {
     expect(report.device.id).toBe('cpu:1');
     expect(report.peer).toBe('cpu:2');
     expect(report.outOfMemory.status).toBe('pass');
+    expect(report.runtimeCompile).toMatchObject({ status: 'skipped', detail: 'cpu:1 is not a CUDA device' });
     expect(report.pass).toBe(true);
     expect(readFileSync(path.join(out, 'gpu-check.log'), 'utf8')).toContain('PASS: cpu:1 against cpu:0');
   });
