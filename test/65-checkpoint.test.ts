@@ -24,6 +24,7 @@ let fileNo = 0;
 const fresh = (name = 'model') => path.join(tmp, `${name}-${++fileNo}.safetensors`);
 
 const hasCuda = cn.devices().some((d) => d.kind === 'cuda');
+if (!hasCuda) console.log('checkpoint on a GPU skipped: no CUDA device here');
 
 /** The smallest thing with namedParameters(), standing in for nn.Module. */
 class Params implements cn.NamedParameters {
