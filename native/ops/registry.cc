@@ -390,10 +390,9 @@ void xent_bwd_check(const OpCall& c) {
 // 1 + k) large enough for its furthest element.
 int64_t c_dim(const Guard& g, size_t k) { return g.get(k, 0, kInt32Max); }
 
-void strided_check(const Guard& g, size_t first, int operands, const char* const* what) {
-  const int rank = static_cast<int>(g.get(first, 0, kMaxRank));
-  const int64_t count = g.i64(first + 1, 0);
-  const size_t dims = first + 2;
+// The dims at int `dims` (rank of them used, the rest 1): every used dim an int32, their
+// product within int32 and equal to `count`; holds the output (tensor 0). Returns count.
+int64_t checked_space(const Guard& g, int rank, int64_t count, size_t dims) {
   int64_t n = 1;
   for (int d = 0; d < kMaxRank; ++d) {
     if (d < rank) n = product({n, int64_t(g.i32(dims + d, 0))});
@@ -402,18 +401,31 @@ void strided_check(const Guard& g, size_t first, int operands, const char* const
   if (n > kInt32Max) g.bad("the output would hold " + std::to_string(n) + " elements, more than the limit of 2^31-1");
   if (n != count) g.bad("count must be " + std::to_string(n) + " (the product of the dims), received " + std::to_string(count));
   g.holds(0, "y", count);
-  for (int k = 0; k < operands; ++k) {
-    const size_t strides = dims + kMaxRank * (k + 1);
-    int64_t last = 0;
-    for (int d = 0; d < kMaxRank; ++d) {
-      if (d < rank) {
-        const int64_t dim = c_dim(g, dims + d), stride = g.get(strides + d, 0, kInt32Max);
-        if (dim > 0) last = sum_sat(last, product({stride, dim - 1}));
-      } else {
-        g.get(strides + d, 0, 0);
-      }
+  return count;
+}
+
+// The elements an operand with the strides at int `strides` reaches (0 for an unused block,
+// whose strides must all be 0): its furthest element plus one.
+int64_t operand_extent(const Guard& g, int rank, size_t dims, size_t strides, bool used) {
+  int64_t last = 0;
+  for (int d = 0; d < kMaxRank; ++d) {
+    if (used && d < rank) {
+      const int64_t dim = c_dim(g, dims + d), stride = g.get(strides + d, 0, kInt32Max);
+      if (dim > 0) last = sum_sat(last, product({stride, dim - 1}));
+    } else {
+      g.get(strides + d, 0, 0);
     }
-    if (count > 0) g.holds(1 + k, what[k], sum_sat(last, 1));
+  }
+  return sum_sat(last, 1);
+}
+
+void strided_check(const Guard& g, size_t first, int operands, const char* const* what) {
+  const int rank = static_cast<int>(g.get(first, 0, kMaxRank));
+  const size_t dims = first + 2;
+  const int64_t count = checked_space(g, rank, g.i64(first + 1, 0), dims);
+  for (int k = 0; k < operands; ++k) {
+    const int64_t extent = operand_extent(g, rank, dims, dims + kMaxRank * (k + 1), true);
+    if (count > 0) g.holds(1 + k, what[k], extent);
   }
 }
 
@@ -492,29 +504,12 @@ void fused_check(const OpCall& c) {
   Guard g(c, "fused", names.c_str());
   const int inputs = static_cast<int>(g.get(0, 0, kFusedInputs));
   const int rank = static_cast<int>(g.get(1, 0, kMaxRank));
-  const int64_t count = g.i64(2, 0);
   const size_t dims = 3, strides = dims + kMaxRank, prog = strides + kFusedInputs * kMaxRank;
-  int64_t n = 1;
-  for (int d = 0; d < kMaxRank; ++d) {
-    if (d < rank) n = product({n, int64_t(g.i32(dims + d, 0))});
-    else g.get(dims + d, 1, 1);
-  }
-  if (n > kInt32Max) g.bad("the output would hold " + std::to_string(n) + " elements, more than the limit of 2^31-1");
-  if (n != count) g.bad("count must be " + std::to_string(n) + " (the product of the dims), received " + std::to_string(count));
-  g.holds(0, "y", count);
+  const int64_t count = checked_space(g, rank, g.i64(2, 0), dims);
   for (int t = 0; t < kFusedInputs; ++t) {
-    int64_t last = 0;
-    for (int d = 0; d < kMaxRank; ++d) {
-      const size_t k = strides + t * kMaxRank + d;
-      if (t < inputs && d < rank) {
-        const int64_t dim = c.i[dims + d], stride = g.get(k, 0, kInt32Max);
-        if (dim > 0) last = sum_sat(last, product({stride, dim - 1}));
-      } else {
-        g.get(k, 0, 0);
-      }
-    }
+    const int64_t extent = operand_extent(g, rank, dims, strides + t * kMaxRank, t < inputs);
     const std::string what = "input " + std::to_string(t);
-    if (t < inputs && count > 0) g.holds(1 + t, what.c_str(), sum_sat(last, 1));
+    if (t < inputs && count > 0) g.holds(1 + t, what.c_str(), extent);
   }
   // The program: every instruction valid, the stack never under- or overflows, one value left.
   const int len = static_cast<int>(g.get(prog, 1, kFusedMaxProgram));
