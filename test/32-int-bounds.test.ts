@@ -100,6 +100,16 @@ describe('boundary integers in child processes: a typed error or a correct resul
     expect(outcome(m, 'linear x [2,0] w [2147483647,0]')).toBe('ShapeError: linear: the output [2, 2147483647] has 4294967294 elements, more than the limit of 2^31-1');
   });
 
+  it('composition ops: reduction axes, permutations, matmul and broadcast shapes, pow exponents', () => {
+    const m = runGroup('compose');
+    expect(outcome(m, 'sum axis 0')).toBe('ok');
+    expect(outcome(m, 'max axis -1')).toBe('ok');
+    expect(outcome(m, 'pow exponent 9007199254740992')).toBe('ok');
+    expect(outcome(m, 'matmul [2, 0] x [0, 3]')).toBe('ok');
+    expect(outcome(m, 'sum axis 4294967296')).toBe('ShapeError: sum: axis must be an integer in [-2, 2) or an array of them, received 4294967296');
+    expect(outcome(m, 'matmul [2147483647, 0] x [0, 2]')).toBe('ShapeError: matmul: the output [2147483647, 2] has 4294967294 elements, more than the limit of 2^31-1');
+  });
+
   it('shape ops', () => {
     const m = runGroup('shape');
     expect(outcome(m, 'split sizes [0, 4]')).toBe('ok');
