@@ -55,7 +55,14 @@ export async function timeQueued(device: string, opts: TimingOptions, run: () =>
   return marks.map(([a, b]) => native.timerElapsed(a, b));
 }
 
-/** ||theirs - ours|| / ||ours|| (Infinity for a length mismatch or NaN). */
+/**
+ * ||theirs - ours|| / ||ours|| (Infinity for a length mismatch or NaN).
+ *
+ * @example
+ * ```ts
+ * cn.bench.normwiseError(new Float32Array([1, 2.001]), new Float32Array([1, 2]));  // about 4.5e-4
+ * ```
+ */
 export function normwiseError(theirs: ArrayLike<number>, ours: ArrayLike<number>): number {
   if (theirs.length !== ours.length) return Infinity;
   let num = 0;

@@ -39,7 +39,15 @@ export interface NvrtcStatus {
 const NAMES = ['libnvrtc.so.13', 'libnvrtc.so.12', 'libnvrtc.so'];
 let status: NvrtcStatus | undefined;
 
-/** Looks for NVRTC once (see the module's search order) and says what was found, or why not. */
+/**
+ * Looks for NVRTC once (see the module's search order) and says what was found, or why not.
+ *
+ * @example
+ * ```ts
+ * const s = cn.cuda.nvrtcStatus();
+ * console.log(s.status === 'found' ? `NVRTC ${s.version} at ${s.path}` : s.reason);
+ * ```
+ */
 export function nvrtcStatus(): NvrtcStatus {
   if (status) return status;
   const tried: string[] = [];
@@ -94,7 +102,15 @@ const SCALARS: Record<string, KernelParam['kind']> = {
   float: 'f32', double: 'f64',
 };
 
-/** The parameters of the `__global__` function `name`, or null when they cannot be read. */
+/**
+ * The parameters of the `__global__` function `name`, or null when they cannot be read.
+ *
+ * @example
+ * ```ts
+ * cn.cuda.kernelSignature('__global__ void k(float* y, int n) {}', 'k');
+ * // [{ text: 'float* y', kind: 'tensor', dtype: 'float32' }, { text: 'int n', kind: 'i32' }]
+ * ```
+ */
 export function kernelSignature(source: string, name: string): KernelParam[] | null {
   const code = source.replace(/\/\*[\s\S]*?\*\//g, ' ').replace(/\/\/[^\n]*/g, ' ');
   const esc = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
