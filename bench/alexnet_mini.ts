@@ -130,13 +130,13 @@ export function paramList(params: Map<string, LayerParams>): cn.Tensor[] {
   return [...params.values()].flatMap((p) => [p.w, p.b]);
 }
 
-/** Labels for the loss layer: a seeded stream of class indices. */
-export function randomLabels(n: number, seed: number): Int32Array {
+/** Labels for the loss layer: a seeded stream of class indices in [0, classes). */
+export function randomLabels(n: number, seed: number, classes = CLASSES): Int32Array {
   let s = (seed * 2654435761 + 1013904223) >>> 0;
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s >>> 8) % CLASSES;
+    out[i] = (s >>> 8) % classes;
   }
   return out;
 }

@@ -27,6 +27,7 @@ import { empty, type Tensor } from '../src/tensor.js';
 import {
   fixed, progress, stats, table, type BenchOptions, type Stats, type Suite, type SuiteReport, type TrialResult,
 } from './harness.js';
+import { randomLabels } from './alexnet_mini.js';
 import { renderHtml } from './html.js';
 import { benchLayers, DROPOUT_P, LRN, MODELS, PASS_LABEL, poolInts, type BenchLayer, type Model, type Pass } from './layers.js';
 import { peakOf, type Peak, type Precision } from './machine.js';
@@ -68,17 +69,6 @@ interface Inputs {
   labels?: Tensor;
 }
 
-/** Seeded labels in [0, classes). */
-function labelsFor(n: number, classes: number, seed: number): Int32Array {
-  let s = (seed * 2654435761 + 12345) >>> 0;
-  const out = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s >>> 8) % classes;
-  }
-  return out;
-}
-
 function makeInputs(l: BenchLayer, device: string, seed: number): Inputs {
   const t: Tensor[] = [];
   const keep = (x: Tensor) => (t.push(x), x);
@@ -89,7 +79,7 @@ function makeInputs(l: BenchLayer, device: string, seed: number): Inputs {
     inputs.w = keep(cn.randn(l.w, { seed: seed + 1, std: 1 / Math.sqrt(fanIn), device }));
   }
   if (l.kind === 'xent') {
-    inputs.labels = keep(cn.tensor(labelsFor(l.x[0], l.x[1], seed), [l.x[0]], { device }));
+    inputs.labels = keep(cn.tensor(randomLabels(l.x[0], seed, l.x[1]), [l.x[0]], { device }));
   } else {
     inputs.dy = keep(cn.randn(l.y, { seed: seed + 2, device }));
   }

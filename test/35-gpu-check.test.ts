@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { OPS, compareArrays, runCase, type Case } from '../bench/gpu-check/compare.mjs';
 import * as cn from '../src/index.js';
-import { trackLeaks } from './helpers.js';
+import { ensureDist, trackLeaks } from './helpers.js';
 
 trackLeaks();
 
@@ -22,31 +22,13 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const check = path.join(root, 'bench', 'gpu-check', 'check.mjs');
 let tmp: string;
 
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, entry.name);
-    newest = Math.max(newest, entry.isDirectory() ? newestSource(p) : entry.name.endsWith('.ts') ? statSync(p).mtimeMs : 0);
-  }
-  return newest;
-}
-
-/** Compiles src/ to dist/ unless dist/index.js is newer than every source file. */
-function ensureDist(): void {
-  const index = path.join(root, 'dist', 'index.js');
-  if (existsSync(index) && statSync(index).mtimeMs >= newestSource(path.join(root, 'src'))) return;
-  const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
-  const r = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: root, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`tsc -p tsconfig.build.json failed:\n${r.stdout}${r.stderr}`);
-}
-
 function runCheck(...args: string[]) {
   const r = spawnSync(process.execPath, [check, ...args], { cwd: root, encoding: 'utf8', timeout: 110_000 });
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 
 beforeAll(() => {
-  ensureDist();
+  ensureDist(root);
   tmp = mkdtempSync(path.join(tmpdir(), 'gpu-check-'));
 });
 afterAll(() => {

@@ -21,7 +21,7 @@ import { benchLayers } from '../bench/layers.js';
 import { findPython } from '../bench/peers.js';
 import * as cn from '../src/index.js';
 import { native } from '../src/native.js';
-import { trackLeaks } from './helpers.js';
+import { ensureDist, trackLeaks } from './helpers.js';
 
 trackLeaks();
 
@@ -66,15 +66,6 @@ function buildInfoWith(env: Record<string, string>): cn.BuildInfo {
   const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', code], { cwd: root, encoding: 'utf8', env: { ...process.env, ...env } });
   if (r.status !== 0) throw new Error(r.stderr);
   return JSON.parse(r.stdout) as cn.BuildInfo;
-}
-
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const p = path.join(dir, entry.name);
-    newest = Math.max(newest, entry.isDirectory() ? newestSource(p) : entry.name.endsWith('.ts') ? statSync(p).mtimeMs : 0);
-  }
-  return newest;
 }
 
 beforeAll(() => {
@@ -335,11 +326,7 @@ describe('the prepared GPU run', () => {
       { cwd: root, encoding: 'utf8' });
     expect(build.status, `${build.stdout}${build.stderr}`).toBe(0);
     // The GPU check in it loads dist/: compile it unless it is newer than every source file.
-    if (!existsSync(path.join(root, 'dist', 'index.js')) || statSync(path.join(root, 'dist', 'index.js')).mtimeMs < newestSource(path.join(root, 'src'))) {
-      const tsc = spawnSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'],
-        { cwd: root, encoding: 'utf8' });
-      expect(tsc.status, `${tsc.stdout}${tsc.stderr}`).toBe(0);
-    }
+    ensureDist(root);
     const out = path.join(tmp, 'gpu-bench');
     const r = spawnSync('bash', [path.join(root, 'bench', 'gpu-check', 'run-bench-on-gpu.sh')], {
       cwd: root, encoding: 'utf8', timeout: 400_000, env: { ...process.env, BENCH_CPU: '1', OUT: out, NODE: process.execPath },

@@ -1,4 +1,8 @@
 /** Shared test helpers: leak tracking, random data, comparisons. */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+
 import { afterAll, beforeAll, expect } from 'vitest';
 
 import * as cn from '../src/index.js';
@@ -98,4 +102,25 @@ export async function rejection(p: Promise<unknown>, cls: new (...a: never[]) =>
   expect(thrown, `expected a ${cls.name}`).toBeInstanceOf(cls);
   expect((thrown as Error).constructor).toBe(cls);
   return (thrown as Error).message;
+}
+
+function newestSource(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestSource(p) : entry.name.endsWith('.ts') ? statSync(p).mtimeMs : 0);
+  }
+  return newest;
+}
+
+/**
+ * Compiles src/ to dist/ unless dist/index.js is newer than every source file (for the tests
+ * that run the plain-JavaScript GPU check and compiled bench, which load dist/).
+ */
+export function ensureDist(root: string): void {
+  const index = path.join(root, 'dist', 'index.js');
+  if (existsSync(index) && statSync(index).mtimeMs >= newestSource(path.join(root, 'src'))) return;
+  const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  const r = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: root, encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`tsc -p tsconfig.build.json failed:\n${r.stdout}${r.stderr}`);
 }

@@ -4,6 +4,8 @@
 
 #include <mutex>
 
+#include "core/one_line.h"
+
 namespace cn::cudnn {
 namespace {
 
@@ -21,13 +23,6 @@ LoadResult loaded_result;
   X(DestroyConvolutionDescriptor) X(FindConvolutionForwardAlgorithmEx)                        \
   X(FindConvolutionBackwardDataAlgorithmEx) X(FindConvolutionBackwardFilterAlgorithmEx)       \
   X(ConvolutionForward) X(ConvolutionBackwardData) X(ConvolutionBackwardFilter)
-
-std::string one_line(const char* s) {
-  std::string out = s ? s : "unknown dlopen error";
-  for (char& c : out)
-    if (c == '\n' || c == '\r') c = ' ';
-  return out;
-}
 
 }  // namespace
 

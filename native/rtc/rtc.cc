@@ -8,6 +8,8 @@
 #include <memory>
 #include <mutex>
 
+#include "core/one_line.h"
+
 #include "core/errors.h"
 #ifdef CONVNET_WITH_CUDA
 #include "core/cuda_device.h"
@@ -46,13 +48,6 @@ std::mutex nvrtc_mu;
 Nvrtc nvrtc{};
 bool nvrtc_loaded = false;
 LoadResult nvrtc_result;
-
-std::string one_line(const char* s) {
-  std::string out = s ? s : "unknown dlopen error";
-  for (char& c : out)
-    if (c == '\n' || c == '\r') c = ' ';
-  return out;
-}
 
 const Nvrtc& nvrtc_api(const std::string& op) {
   std::lock_guard<std::mutex> lock(nvrtc_mu);
