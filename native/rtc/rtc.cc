@@ -8,9 +8,8 @@
 #include <memory>
 #include <mutex>
 
-#include "core/one_line.h"
-
 #include "core/errors.h"
+#include "core/one_line.h"
 #ifdef CONVNET_WITH_CUDA
 #include "core/cuda_device.h"
 #endif
