@@ -189,7 +189,16 @@ function nvrtcOrThrow(op: string): void {
   if (s.status !== 'found') throw new DeviceError(`${op}: ${s.reason}`);
 }
 
-/** A kernel compiled by {@link compile}. */
+/**
+ * A kernel compiled by {@link compile}: its name, the signature read from its source, and
+ * `launch`.
+ *
+ * @example
+ * ```ts
+ * const k = cn.cuda.compile('extern "C" __global__ void zero(float* x) { x[threadIdx.x] = 0; }', { name: 'zero' });
+ * console.log(k.name, k.signature);   // 'zero' [{ text: 'float* x', kind: 'tensor', dtype: 'float32' }]
+ * ```
+ */
 export class CudaKernel {
   /** The `__global__` function's name. */
   readonly name: string;
