@@ -1,8 +1,49 @@
 #include "core/parallel.h"
 
+#include <algorithm>
+#include <atomic>
+
 namespace cn {
 
+namespace {
+
+// The cores that the pools of all CPU queues share. A parallel_for takes one token for its
+// calling thread and as many more as it has helpers to wake and tokens are left; it gives them
+// back when it returns. Two queues that split ops at the same time (two towers on cpu:0 and
+// cpu:1) therefore share the cores instead of each waking a full pool.
+std::mutex g_budget_mu;
+int g_budget_total = 0;          // max(cores, the largest pool asked for)
+std::atomic<int> g_tokens{0};    // cores not in use by a parallel_for
+
+void grow_budget(int size) {
+  std::lock_guard<std::mutex> lock(g_budget_mu);
+  if (g_budget_total == 0) {
+    g_budget_total = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    g_tokens.fetch_add(g_budget_total);
+  }
+  if (size > g_budget_total) {
+    g_tokens.fetch_add(size - g_budget_total);
+    g_budget_total = size;
+  }
+}
+
+// Takes up to `want` tokens, none if none are left; returns how many.
+int take_tokens(int want) {
+  int got = 0;
+  int cur = g_tokens.load();
+  while (got < want && cur > 0) {
+    if (g_tokens.compare_exchange_weak(cur, cur - 1)) {
+      ++got;
+      cur = g_tokens.load();
+    }
+  }
+  return got;
+}
+
+}  // namespace
+
 ThreadPool::ThreadPool(int threads) : size_(threads < 1 ? 1 : threads) {
+  grow_budget(size_);
   for (int w = 1; w < size_; ++w) threads_.emplace_back([this, w] { worker_loop(w); });
 }
 
@@ -22,7 +63,19 @@ static void range_of(int64_t n, int parts, int part, int64_t* begin, int64_t* en
 }
 
 void ThreadPool::parallel_for(int64_t n, const RangeFn& fn) {
-  int workers = static_cast<int>(n < size_ ? n : size_);
+  const int want = static_cast<int>(n < size_ ? n : size_);
+  // This thread runs anyway: its token may take the count below zero. Helpers only from what
+  // is left.
+  g_tokens.fetch_sub(1);
+  const int workers = 1 + take_tokens(want - 1);
+  struct Give {
+    int n;
+    ~Give() { g_tokens.fetch_add(n); }
+  } give{workers};
+  if (workers == 1) {
+    fn(0, n, 0);
+    return;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     job_ = &fn;

@@ -4,6 +4,13 @@
 // owns T-1 extra threads. Work is split statically into `size()` contiguous ranges, so a kernel
 // can keep per-worker scratch indexed by `worker` without locks. Calls do not nest: a kernel that
 // is already inside parallel_for passes `nullptr` (serial) to the kernels it calls.
+//
+// The pools of all CPU queues share the machine's cores: a call wakes only as many helpers as
+// there are cores that no other parallel_for is using, so two queues busy at once (two towers on
+// cpu:0 and cpu:1) split the cores between them instead of oversubscribing them. How many
+// workers ran therefore depends on timing, and every kernel's result must not depend on it:
+// each output element is computed by one worker in a fixed order, and reductions across a
+// split use a fixed number of parts (see conv2d's filter gradient).
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -25,8 +32,9 @@ class ThreadPool {
 
   int size() const { return size_; }
 
-  // Runs fn over [0, n) split into at most size() contiguous ranges, one per worker; returns
-  // when every range is done. Exceptions thrown by fn are rethrown here (the first one wins).
+  // Runs fn over [0, n) split into at most size() contiguous ranges, one per worker (fewer when
+  // other pools hold cores); returns when every range is done. Exceptions thrown by fn are
+  // rethrown here (the first one wins).
   void parallel_for(int64_t n, const RangeFn& fn);
 
  private:

@@ -16,10 +16,11 @@
 //
 // Threads: the batch is split into contiguous image ranges, one per pool worker; each worker
 // has its own scratch (thread_local, reused across calls) and calls sgemm with pool = nullptr.
-// The filter gradient is reduced race-free: worker 0 writes dw/db directly, the others into
-// private partial buffers that are added afterwards in worker order, so the result does not
-// depend on thread timing. With fewer images than workers, images run one at a time and the
-// pool is handed to sgemm instead.
+// The filter gradient is reduced race-free and independently of the thread count: the batch is
+// cut into a fixed number of image ranges, each summed into its own buffer, and the buffers are
+// added in range order. With fewer images than workers, images run one at a time and the pool
+// is handed to sgemm instead (forward and backward data; sgemm's result does not depend on its
+// split).
 #include "ops/conv2d.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -33,6 +34,7 @@
 #include <cstring>
 #include <vector>
 
+#include "ops/conv2d_blocked.h"
 #include "ops/gemm.h"
 
 namespace cn {
@@ -40,6 +42,7 @@ namespace {
 
 constexpr int64_t kTargetCols = 384;
 constexpr int64_t kMaxColFloats = int64_t(1) << 20;  // 4 MiB of im2col per worker
+constexpr int kFilterRanges = 4;  // fixed image ranges of the filter gradient (see below)
 
 struct Dims {
   int Cg, Fg;
@@ -195,6 +198,7 @@ void over_images(ThreadPool* pool, int N, const Body& body) {
 
 void conv2d_forward_cpu(ThreadPool* pool, const Conv2dShape& s, const float* x, const float* w,
                         const float* b, float* y) {
+  if (conv2d_blocked_applies(s)) return conv2d_forward_blocked(pool, s, x, w, b, y);
   const Dims d = dims_of(s);
   const int64_t ystride = int64_t(s.F) * d.P, xstride = int64_t(s.C) * d.HW;
   over_images(pool, s.N, [&](int64_t n0, int64_t n1, int, ThreadPool* gp) {
@@ -248,6 +252,7 @@ void conv2d_forward_cpu(ThreadPool* pool, const Conv2dShape& s, const float* x, 
 
 void conv2d_backward_data_cpu(ThreadPool* pool, const Conv2dShape& s, const float* dy,
                               const float* w, float* dx) {
+  if (conv2d_blocked_applies(s)) return conv2d_backward_data_blocked(pool, s, dy, w, dx);
   const Dims d = dims_of(s);
   const int64_t ystride = int64_t(s.F) * d.P, xstride = int64_t(s.C) * d.HW;
   over_images(pool, s.N, [&](int64_t n0, int64_t n1, int, ThreadPool* gp) {
@@ -289,24 +294,27 @@ void conv2d_backward_data_cpu(ThreadPool* pool, const Conv2dShape& s, const floa
 
 void conv2d_backward_filter_cpu(ThreadPool* pool, const Conv2dShape& s, const float* x,
                                 const float* dy, float* dw, float* db) {
+  if (conv2d_blocked_applies(s))
+    return conv2d_backward_filter_blocked(pool, s, x, dy, dw, db);
   const Dims d = dims_of(s);
   const int64_t ystride = int64_t(s.F) * d.P, xstride = int64_t(s.C) * d.HW;
   const int64_t wsize = int64_t(s.F) * d.Kc;
-  const int T = s.N >= pool_size(pool) ? pool_size(pool) : 1;
-  // Partial sums of workers 1..T-1; worker 0 accumulates straight into dw / db.
-  std::vector<float> partial(size_t(T - 1) * (wsize + s.F));
-  std::vector<char> used(T, 0);
   if (s.N == 0) {
     std::fill(dw, dw + wsize, 0.0f);
     if (db) std::fill(db, db + s.F, 0.0f);
     return;
   }
-  over_images(pool, s.N, [&](int64_t n0, int64_t n1, int worker, ThreadPool* gp) {
+  // The batch is cut into R = min(N, kFilterRanges) fixed image ranges, whatever the thread
+  // count; range 0 sums into dw / db and the others into their own buffers, added in range order.
+  // So the result does not depend on how many workers ran (or on timing).
+  const int R = std::min(s.N, kFilterRanges);
+  std::vector<float> partial(size_t(R - 1) * (wsize + s.F));
+  auto range_body = [&](int r, ThreadPool* gp) {
     static thread_local std::vector<float> col_buf, dy_buf, pad_buf;
-    used[worker] = 1;
-    float* dwp = worker == 0 ? dw : partial.data() + (worker - 1) * (wsize + s.F);
-    float* dbp = worker == 0 ? db : dwp + wsize;
-    const int64_t nb = gp ? 1 : chunk_of(d, n1 - n0);
+    const int64_t n0 = int64_t(s.N) * r / R, n1 = int64_t(s.N) * (r + 1) / R;
+    float* dwp = r == 0 ? dw : partial.data() + (r - 1) * (wsize + s.F);
+    float* dbp = r == 0 ? db : dwp + wsize;
+    const int64_t nb = chunk_of(d, n1 - n0);
     for (int64_t n = n0; n < n1; n += nb) {
       const int64_t cnt = std::min(nb, n1 - n);
       const int64_t cols = cnt * d.P;
@@ -350,10 +358,18 @@ void conv2d_backward_filter_cpu(ThreadPool* pool, const Conv2dShape& s, const fl
         }
       }
     }
-  });
-  for (int t = 1; t < T; ++t) {
-    if (!used[t]) continue;
-    const float* pw = partial.data() + (t - 1) * (wsize + s.F);
+  };
+  if (R >= pool_size(pool)) {
+    parallel_for(pool, R, [&](int64_t b, int64_t e, int) {
+      for (int64_t r = b; r < e; ++r) range_body(int(r), nullptr);
+    });
+  } else {
+    // Fewer ranges than workers: one range at a time, the pool lent to sgemm (whose result does
+    // not depend on its split either).
+    for (int r = 0; r < R; ++r) range_body(r, pool);
+  }
+  for (int r = 1; r < R; ++r) {
+    const float* pw = partial.data() + (r - 1) * (wsize + s.F);
     for (int64_t i = 0; i < wsize; ++i) dw[i] += pw[i];
     if (db)
       for (int f = 0; f < s.F; ++f) db[f] += pw[wsize + f];

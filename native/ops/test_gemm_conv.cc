@@ -11,7 +11,8 @@
 //
 // Build from the repository root (pass --no-bench to skip the timings):
 //   g++ -O3 -std=c++17 -pthread -Inative native/core/parallel.cc native/ops/gemm_cpu.cc
-//       native/ops/conv2d_cpu.cc native/ops/test_gemm_conv.cc -o /tmp/test_gemm_conv
+//       native/ops/conv2d_cpu.cc native/ops/conv2d_cpu_blocked.cc native/ops/test_gemm_conv.cc
+//       -o /tmp/test_gemm_conv
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -247,6 +248,26 @@ void test_conv(ThreadPool* pool) {
   run(pool, make_shape(2, 32, 13, 13, 64, 5, 5, 1, 1, 2, 2, 2), true);  // AlexNet-mini conv2
   run(pool, make_shape(9, 64, 6, 6, 96, 3, 3, 1, 1, 1, 1, 1), true);    // conv3
   run(pool, make_shape(3, 1, 28, 28, 32, 5, 5, 1, 1, 2, 2, 1), true);   // conv1
+  // The batch-in-lanes path (conv2d_cpu_blocked.cc: AVX-512, N a multiple of 32, at least 8
+  // channels and filters per group): AlexNet shapes, stride 4 and 11x11, odd sizes and row counts
+  // that are not multiples of the 8-row tile, one and several blocks per worker.
+  run(pool, make_shape(64, 32, 13, 13, 64, 5, 5, 1, 1, 2, 2, 2), true);   // AlexNet-mini conv2
+  run(pool, make_shape(128, 64, 6, 6, 96, 3, 3, 1, 1, 1, 1, 1), true);   // conv3, 2 blocks each
+  run(nullptr, make_shape(64, 96, 6, 6, 64, 3, 3, 1, 1, 1, 1, 2), false); // conv5, serial
+  run(pool, make_shape(64, 8, 27, 25, 12, 11, 11, 4, 4, 2, 2, 1), true);  // conv1-like stride 4
+  run(pool, make_shape(64, 18, 7, 5, 10, 3, 2, 2, 1, 0, 1, 2), true);     // 9 / 5 rows per group
+  run(pool, make_shape(96, 8, 4, 9, 8, 1, 1, 1, 1, 0, 0, 1), false);      // 3 blocks, 1x1
+  for (int it = 0; it < 8; ++it) {
+    int G = rand_int(1, 2);
+    int C = G * rand_int(8, 13), F = G * rand_int(8, 13);
+    int KH = rand_int(1, 5), KW = rand_int(1, 5);
+    int ph = rand_int(0, 2), pw = rand_int(0, 2);
+    int H = std::max(KH - 2 * ph, 1) + rand_int(0, 6);
+    int W = std::max(KW - 2 * pw, 1) + rand_int(0, 6);
+    int sh = rand_int(1, 4), sw = rand_int(1, 4);
+    run(it % 2 ? pool : nullptr, make_shape(32 * rand_int(2, 3), C, H, W, F, KH, KW, sh, sw, ph,
+                                            pw, G), it % 2);
+  }
   // Random shapes.
   for (int it = 0; it < 60; ++it) {
     int G = rand_int(1, 3);

@@ -1,0 +1,471 @@
+// conv2d on the CPU with the batch in the vector lanes (AVX-512): no im2col, no packing of
+// activations. See conv2d.h for the contract.
+//
+// Layout. A block of kNB = 32 images is converted once per pass into "CHWn32": element
+// (n0 + i, c, h, w) of x lives at xb[((c * H + h) * W + w) * 32 + i]. In this layout the 32
+// images of one (channel, pixel) are two consecutive 16-float vectors, so every operand that a
+// GEMM would have to im2col-and-pack is read straight from the block through a pointer: this is
+// the indirect convolution of XNNPACK, with images instead of channels in the lanes.
+//
+// Passes, for one group g (Cg = C/G input channels, Fg = F/G filters, T = KH*KW taps):
+//   forward        yb[f, p, :]  = sum over valid taps t of p, channels c:  w[f, c, t] * xb[c, pixel(p, t), :]
+//   backward data  dxb[c, q, :] = sum over taps t that reach input pixel q, filters f:
+//                                 w[f, c, t] * dyb[f, position(q, t), :]
+//   backward filter dw[f, c, t] = sum over positions p, images n:  dyb[f, p, n] * xb[c, pixel(p, t), n]
+// A tap that falls into the zero padding (or, for backward data, between strided positions) is
+// left out of the tap list, so no work is spent on padding and stride 4 costs no more than
+// stride 1.
+//
+// Micro-kernels (register tiles, 32 zmm registers):
+//   fwd / bwd-data  8 output rows (filters, or input channels) x 32 images = 16 accumulators;
+//                   per reduction step two vector loads of the block and eight broadcasts of the
+//                   packed weights. Weights are packed once per call as [row panel][tap][inner][8].
+//   bwd-filter      a GEMM over k = (position, image): 8 filter columns (c, kh, kw) x 32 filters
+//                   (16 for a narrow last panel); per step two vector loads of dy, converted to
+//                   [position][image][filter] per block, and eight broadcasts from the columns'
+//                   image rows (a zero row where the tap is padding). The transposed gradient
+//                   [column][filter] is the GEMM's C, reloaded once per chunk of positions that
+//                   keeps the chunk's dy in L1.
+//
+// Threads: image blocks are split into contiguous ranges, one per pool worker; each worker
+// converts its own blocks (scratch per thread, reused across calls). The filter gradient of each
+// image block goes to its own buffer and the buffers are added in block order. Every output
+// element is computed by one kernel call with a fixed summation order, so results do not depend
+// on the number of threads.
+#include "ops/conv2d_blocked.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "ops/gemm.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define CN_BLOCKED_X86 1
+#else
+#define CN_BLOCKED_X86 0
+#endif
+
+namespace cn {
+
+#if CN_BLOCKED_X86
+namespace {
+
+constexpr int kNB = 32;  // images per block
+constexpr int kMR = 8;   // rows of the fwd / bwd-data register tile
+
+// 64-byte-aligned growable scratch, one per thread and role.
+struct Buf {
+  std::vector<float> v;
+  float* get(size_t n) {
+    if (v.size() < n + 16) v.resize(n + 16);
+    uintptr_t p = reinterpret_cast<uintptr_t>(v.data());
+    return reinterpret_cast<float*>((p + 63) & ~uintptr_t(63));
+  }
+};
+
+// NCHW rows of 32 images -> CHWn32. src points at image n0; `len` floats per image (C*H*W).
+void to_blocked(const float* src, int64_t len, float* dst) {
+  constexpr int64_t E = 16;
+  for (int64_t e0 = 0; e0 < len; e0 += E) {
+    const int64_t e1 = std::min(len, e0 + E);
+    for (int i = 0; i < kNB; ++i) {
+      const float* s = src + i * len;
+      for (int64_t e = e0; e < e1; ++e) dst[e * kNB + i] = s[e];
+    }
+  }
+}
+
+// CHWn32 -> NCHW rows of 32 images; `bias` (per channel of `hw` elements, may be null) added.
+void from_blocked(const float* src, int64_t channels, int64_t hw, const float* bias, float* dst) {
+  const int64_t len = channels * hw;
+  constexpr int64_t E = 16;
+  for (int64_t c = 0; c < channels; ++c) {
+    const float bc = bias ? bias[c] : 0.0f;
+    for (int64_t e0 = c * hw; e0 < (c + 1) * hw; e0 += E) {
+      const int64_t e1 = std::min((c + 1) * hw, e0 + E);
+      for (int i = 0; i < kNB; ++i) {
+        float* d = dst + i * len;
+        for (int64_t e = e0; e < e1; ++e) d[e] = src[e * kNB + i] + bc;
+      }
+    }
+  }
+}
+
+// acc[8 rows][32 images] = sum over taps t < ntaps, inner i < inner of
+//   a[(tap[t] * inner + i) * 8 + r] * b_t[i * istride + 0..31],  b_t = base[t].
+// Rows r < rows are stored at out + r * ldo (32 floats each).
+__attribute__((target("avx512f"))) void kernel_rows(int ntaps, const int* tap,
+                                                      const float* const* base, int inner,
+                                                      int64_t istride, const float* apanel,
+                                                      float* out, int64_t ldo, int rows) {
+  __m512 acc[kMR][2];
+  for (int r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+  for (int t = 0; t < ntaps; ++t) {
+    const float* a = apanel + int64_t(tap[t]) * inner * kMR;
+    const float* b = base[t];
+#pragma GCC unroll 2
+    for (int i = 0; i < inner; ++i) {
+      const __m512 b0 = _mm512_load_ps(b), b1 = _mm512_load_ps(b + 16);
+      for (int r = 0; r < kMR; ++r) {
+        const __m512 ar = _mm512_set1_ps(a[r]);
+        acc[r][0] = _mm512_fmadd_ps(ar, b0, acc[r][0]);
+        acc[r][1] = _mm512_fmadd_ps(ar, b1, acc[r][1]);
+      }
+      a += kMR;
+      b += istride;
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    _mm512_store_ps(out + r * ldo, acc[r][0]);
+    _mm512_store_ps(out + r * ldo + 16, acc[r][1]);
+  }
+}
+
+// Filter-gradient tile, transposed: acc[8 columns j][NV*16 filters f] over positions q < np
+// and the 32 images of each: acc[r][f] += xcol[q*8 + r][n] * dyt[q * pstride + n * nstride + f].
+// xcol gives, per position, the 8 columns' image rows (a zero row where the tap is padding).
+// The tile sums from zero and is then added into c (ldc floats per row), or stored when !load:
+// sums of one chunk of positions, then across chunks, which keeps the rounding error of long
+// reductions (positions x images) near that of a blocked GEMM.
+template <int NV>
+__attribute__((target("avx512f"))) void kernel_filter(int np, const float* const* xcol,
+                                                        const float* dyt, int64_t pstride,
+                                                        int64_t nstride, float* c, int64_t ldc,
+                                                        bool load) {
+  __m512 acc[kMR][NV];
+  for (int r = 0; r < kMR; ++r)
+    for (int v = 0; v < NV; ++v)
+      acc[r][v] = _mm512_setzero_ps();
+  for (int q = 0; q < np; ++q) {
+    const float* const* xp = xcol + int64_t(q) * kMR;
+    const float* x0 = xp[0];
+    const float* x1 = xp[1];
+    const float* x2 = xp[2];
+    const float* x3 = xp[3];
+    const float* x4 = xp[4];
+    const float* x5 = xp[5];
+    const float* x6 = xp[6];
+    const float* x7 = xp[7];
+    const float* b = dyt + q * pstride;
+#pragma GCC unroll 2
+    for (int n = 0; n < kNB; ++n, b += nstride) {
+      __m512 bv[NV];
+      for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(b + 16 * v);
+      const float xs[kMR] = {x0[n], x1[n], x2[n], x3[n], x4[n], x5[n], x6[n], x7[n]};
+      for (int r = 0; r < kMR; ++r) {
+        const __m512 ar = _mm512_set1_ps(xs[r]);
+        for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
+      }
+    }
+  }
+  for (int r = 0; r < kMR; ++r)
+    for (int v = 0; v < NV; ++v) {
+      float* o = c + r * ldc + 16 * v;
+      _mm512_store_ps(o, load ? _mm512_add_ps(_mm512_load_ps(o), acc[r][v]) : acc[r][v]);
+    }
+}
+
+// dy of 32 images, NCHW rows (F*P floats each) -> per group [p][n][Fgp] (Fgp = Fg rounded up
+// to 16, the extra filters zero).
+void to_position_major(const float* src, int F, int G, int64_t P, int Fgp, float* dst) {
+  const int Fg = F / G;
+  const int64_t len = int64_t(F) * P, gsize = P * kNB * Fgp;
+  constexpr int E = 16;  // 16 x 16 tiles: the strided side stays in L1
+  for (int g = 0; g < G; ++g) {
+    float* dg = dst + g * gsize;
+    for (int n = 0; n < kNB; ++n) {
+      const float* sn = src + n * len + int64_t(g) * Fg * P;
+      for (int f0 = 0; f0 < Fgp; f0 += E)
+        for (int64_t p0 = 0; p0 < P; p0 += E) {
+          const int64_t p1 = std::min<int64_t>(P, p0 + E);
+          for (int64_t p = p0; p < p1; ++p) {
+            float* d = dg + (p * kNB + n) * Fgp;
+            for (int f = f0; f < f0 + E; ++f) d[f] = f < Fg ? sn[f * P + p] : 0.0f;
+          }
+        }
+    }
+  }
+}
+
+// Sum of n floats in 16 running lanes (a fixed order), then across the lanes.
+__attribute__((target("avx512f"))) float sum_lanes(const float* a, int64_t n) {
+  __m512 acc = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) acc = _mm512_add_ps(acc, _mm512_loadu_ps(a + i));
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, acc);
+  float s = 0.0f;
+  for (int l = 0; l < 16; ++l) s += lanes[l];
+  for (; i < n; ++i) s += a[i];
+  return s;
+}
+
+// Packs rows of a [rows_total, T, inner] view into panels [panel][T][inner][8], zero rows added.
+// elem(row, t, i) reads the weight.
+template <class Elem>
+void pack_panels(int rows_total, int T, int inner, const Elem& elem, float* dst) {
+  const int panels = (rows_total + kMR - 1) / kMR;
+  for (int pn = 0; pn < panels; ++pn)
+    for (int t = 0; t < T; ++t)
+      for (int i = 0; i < inner; ++i)
+        for (int r = 0; r < kMR; ++r) {
+          const int row = pn * kMR + r;
+          *dst++ = row < rows_total ? elem(row, t, i) : 0.0f;
+        }
+}
+
+int panels_of(int rows) { return (rows + kMR - 1) / kMR; }
+
+// Runs body(block0, block1, worker) over the image blocks.
+template <class Body>
+void over_blocks(ThreadPool* pool, int blocks, const Body& body) {
+  parallel_for(pool, blocks, [&](int64_t b, int64_t e, int worker) { body(b, e, worker); });
+}
+
+bool want_blocked() {
+  static const bool on = [] {
+    const char* e = std::getenv("CN_CONV_BLOCKED");
+    if (e && std::strcmp(e, "0") == 0) return false;
+    return std::strcmp(sgemm_kernel_name(), "avx512") == 0;
+  }();
+  return on;
+}
+
+}  // namespace
+
+bool conv2d_blocked_applies(const Conv2dShape& s) {
+  if (!want_blocked()) return false;
+  // Decided by the shape alone, never by the thread count, so that a result does not depend on
+  // how many cores were free. Two blocks or more keep two cores busy.
+  if (s.N < 2 * kNB || s.N % kNB != 0) return false;
+  const int Cg = s.C / s.G, Fg = s.F / s.G;
+  // Narrow layers (conv1's 1 or 3 input channels) fill the 8-row tiles badly: im2col wins there.
+  if (Cg < 8 || Fg < 8) return false;
+  // Scratch per worker: one block of x, y and the packed weights must stay modest.
+  const int64_t xb = int64_t(s.C) * s.H * s.W * kNB, yb = int64_t(s.F) * s.OH * s.OW * kNB;
+  return xb + yb <= (int64_t(64) << 20);
+}
+
+void conv2d_forward_blocked(ThreadPool* pool, const Conv2dShape& s, const float* x,
+                            const float* w, const float* b, float* y) {
+  const int Cg = s.C / s.G, Fg = s.F / s.G, T = s.KH * s.KW;
+  const int64_t HW = int64_t(s.H) * s.W, P = int64_t(s.OH) * s.OW;
+  const int64_t xlen = s.C * HW, ylen = s.F * P;
+  // Packed weights, all groups: [g][panel][tap][c][8].
+  const int64_t gsize = int64_t(panels_of(Fg)) * kMR * T * Cg;
+  std::vector<float> wp(size_t(gsize) * s.G);
+  for (int g = 0; g < s.G; ++g)
+    pack_panels(Fg, T, Cg,
+                [&](int f, int t, int c) {
+                  return w[((int64_t(g) * Fg + f) * Cg + c) * T + t];
+                },
+                wp.data() + g * gsize);
+  over_blocks(pool, s.N / kNB, [&](int64_t b0, int64_t b1, int) {
+    static thread_local Buf xbuf, ybuf;
+    static thread_local std::vector<int> taps;
+    static thread_local std::vector<const float*> bases;
+    float* xb = xbuf.get(size_t(xlen) * kNB);
+    float* yb = ybuf.get(size_t(ylen) * kNB);
+    taps.resize(T);
+    bases.resize(T);
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      to_blocked(x + blk * kNB * xlen, xlen, xb);
+      for (int g = 0; g < s.G; ++g) {
+        const float* xg = xb + int64_t(g) * Cg * HW * kNB;
+        for (int oh = 0; oh < s.OH; ++oh)
+          for (int ow = 0; ow < s.OW; ++ow) {
+            int nt = 0;
+            for (int kh = 0; kh < s.KH; ++kh) {
+              const int ih = oh * s.sh - s.ph + kh;
+              if (ih < 0 || ih >= s.H) continue;
+              for (int kw = 0; kw < s.KW; ++kw) {
+                const int iw = ow * s.sw - s.pw + kw;
+                if (iw < 0 || iw >= s.W) continue;
+                taps[nt] = kh * s.KW + kw;
+                bases[nt] = xg + (int64_t(ih) * s.W + iw) * kNB;
+                ++nt;
+              }
+            }
+            const int64_t p = int64_t(oh) * s.OW + ow;
+            for (int pn = 0; pn < panels_of(Fg); ++pn) {
+              const int f0 = pn * kMR;
+              kernel_rows(nt, taps.data(), bases.data(), Cg, HW * kNB,
+                          wp.data() + g * gsize + int64_t(pn) * kMR * T * Cg,
+                          yb + ((int64_t(g) * Fg + f0) * P + p) * kNB, P * kNB,
+                          std::min(kMR, Fg - f0));
+            }
+          }
+      }
+      from_blocked(yb, s.F, P, b, y + blk * kNB * ylen);
+    }
+  });
+}
+
+void conv2d_backward_data_blocked(ThreadPool* pool, const Conv2dShape& s, const float* dy,
+                                  const float* w, float* dx) {
+  const int Cg = s.C / s.G, Fg = s.F / s.G, T = s.KH * s.KW;
+  const int64_t HW = int64_t(s.H) * s.W, P = int64_t(s.OH) * s.OW;
+  const int64_t xlen = s.C * HW, ylen = s.F * P;
+  // Packed transposed weights, all groups: [g][panel of 8 channels][tap][f][8].
+  const int64_t gsize = int64_t(panels_of(Cg)) * kMR * T * Fg;
+  std::vector<float> wp(size_t(gsize) * s.G);
+  for (int g = 0; g < s.G; ++g)
+    pack_panels(Cg, T, Fg,
+                [&](int c, int t, int f) {
+                  return w[((int64_t(g) * Fg + f) * Cg + c) * T + t];
+                },
+                wp.data() + g * gsize);
+  over_blocks(pool, s.N / kNB, [&](int64_t b0, int64_t b1, int) {
+    static thread_local Buf xbuf, ybuf;
+    static thread_local std::vector<int> taps;
+    static thread_local std::vector<const float*> bases;
+    float* dxb = xbuf.get(size_t(xlen) * kNB);
+    float* dyb = ybuf.get(size_t(ylen) * kNB);
+    taps.resize(T);
+    bases.resize(T);
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      to_blocked(dy + blk * kNB * ylen, ylen, dyb);
+      for (int g = 0; g < s.G; ++g) {
+        const float* dyg = dyb + int64_t(g) * Fg * P * kNB;
+        for (int ih = 0; ih < s.H; ++ih)
+          for (int iw = 0; iw < s.W; ++iw) {
+            int nt = 0;
+            for (int kh = 0; kh < s.KH; ++kh) {
+              const int th = ih + s.ph - kh;  // = oh * sh
+              if (th < 0 || th % s.sh != 0 || th / s.sh >= s.OH) continue;
+              for (int kw = 0; kw < s.KW; ++kw) {
+                const int tw = iw + s.pw - kw;
+                if (tw < 0 || tw % s.sw != 0 || tw / s.sw >= s.OW) continue;
+                taps[nt] = kh * s.KW + kw;
+                bases[nt] = dyg + (int64_t(th / s.sh) * s.OW + tw / s.sw) * kNB;
+                ++nt;
+              }
+            }
+            const int64_t q = int64_t(ih) * s.W + iw;
+            for (int pn = 0; pn < panels_of(Cg); ++pn) {
+              const int c0 = pn * kMR;
+              kernel_rows(nt, taps.data(), bases.data(), Fg, P * kNB,
+                          wp.data() + g * gsize + int64_t(pn) * kMR * T * Fg,
+                          dxb + ((int64_t(g) * Cg + c0) * HW + q) * kNB, HW * kNB,
+                          std::min(kMR, Cg - c0));
+            }
+          }
+      }
+      from_blocked(dxb, s.C, HW, nullptr, dx + blk * kNB * xlen);
+    }
+  });
+}
+
+void conv2d_backward_filter_blocked(ThreadPool* pool, const Conv2dShape& s, const float* x,
+                                    const float* dy, float* dw, float* db) {
+  const int Cg = s.C / s.G, Fg = s.F / s.G, T = s.KH * s.KW;
+  const int Fgp = (Fg + 15) / 16 * 16;
+  const int64_t HW = int64_t(s.H) * s.W, P = int64_t(s.OH) * s.OW;
+  const int64_t xlen = s.C * HW, ylen = s.F * P;
+  const int Kc = Cg * T, Kcp = (Kc + kMR - 1) / kMR * kMR;
+  const int64_t tsize = int64_t(Kcp) * Fgp;  // one group's transposed gradient [Kcp][Fgp]
+  const int blocks = s.N / kNB;
+  // Positions per chunk: the chunk's dy ([q][n][Fgp]) stays about 32 KiB, in L1.
+  const int PC = int(std::max<int64_t>(1, std::min<int64_t>(P, 8192 / (int64_t(kNB) * Fgp / 4))));
+  // Column j = (c, kh, kw) of the filter, decoded once.
+  std::vector<int> jkh(Kcp), jkw(Kcp);
+  std::vector<int64_t> joff(Kcp);
+  for (int j = 0; j < Kcp; ++j) {
+    const int jj = std::min(j, Kc - 1);
+    joff[j] = int64_t(jj / T) * HW * kNB;
+    jkh[j] = (jj % T) / s.KW;
+    jkw[j] = jj % s.KW;
+  }
+  // Every image block sums into its own [G][Kcp][Fgp] (+ [F] for db) buffer, and the buffers
+  // are added in block order: the result does not depend on how many workers there were.
+  const int64_t psize = s.G * tsize + s.F + 16;
+  std::vector<float> partial(size_t(blocks) * psize);
+  auto part = [&](int64_t blk) {
+    uintptr_t p = reinterpret_cast<uintptr_t>(partial.data() + blk * psize);
+    return reinterpret_cast<float*>((p + 63) & ~uintptr_t(63));
+  };
+  static const float zeros[kNB] __attribute__((aligned(64))) = {};
+  over_blocks(pool, blocks, [&](int64_t b0, int64_t b1, int) {
+    static thread_local Buf xbuf, ybuf;
+    static thread_local std::vector<const float*> xcol;
+    float* xb = xbuf.get(size_t(xlen) * kNB);
+    float* dyt = ybuf.get(size_t(s.G) * P * kNB * Fgp);
+    xcol.resize(size_t(PC) * kMR);
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      float* acc = part(blk);
+      float* dbp = acc + s.G * tsize;
+      to_blocked(x + blk * kNB * xlen, xlen, xb);
+      to_position_major(dy + blk * kNB * ylen, s.F, s.G, P, Fgp, dyt);
+      for (int g = 0; g < s.G; ++g) {
+        const float* xg = xb + int64_t(g) * Cg * HW * kNB;
+        const float* dg = dyt + int64_t(g) * P * kNB * Fgp;
+        float* ag = acc + g * tsize;
+        for (int64_t p0 = 0; p0 < P; p0 += PC) {
+          const int np = int(std::min<int64_t>(PC, P - p0));
+          const bool load = p0 != 0;
+          for (int j0 = 0; j0 < Kcp; j0 += kMR) {
+            int oh = int(p0 / s.OW), ow = int(p0 % s.OW);
+            for (int q = 0; q < np; ++q) {
+              const int h0 = oh * s.sh - s.ph, w0 = ow * s.sw - s.pw;
+              for (int r = 0; r < kMR; ++r) {
+                const int j = j0 + r;
+                const int ih = h0 + jkh[j], iw = w0 + jkw[j];
+                const bool in = j < Kc && unsigned(ih) < unsigned(s.H) && unsigned(iw) < unsigned(s.W);
+                xcol[q * kMR + r] = in ? xg + joff[j] + (int64_t(ih) * s.W + iw) * kNB : zeros;
+              }
+              if (++ow == s.OW) {
+                ow = 0;
+                ++oh;
+              }
+            }
+            for (int f0 = 0; f0 < Fgp; f0 += 32) {
+              float* c = ag + int64_t(j0) * Fgp + f0;
+              const float* d = dg + p0 * kNB * Fgp + f0;
+              if (Fgp - f0 >= 32)
+                kernel_filter<2>(np, xcol.data(), d, kNB * Fgp, Fgp, c, Fgp, load);
+              else
+                kernel_filter<1>(np, xcol.data(), d, kNB * Fgp, Fgp, c, Fgp, load);
+            }
+          }
+        }
+      }
+      if (db) {
+        for (int f = 0; f < s.F; ++f) {
+          float sum = 0.0f;
+          for (int n = 0; n < kNB; ++n) sum += sum_lanes(dy + (blk * kNB + n) * ylen + int64_t(f) * P, P);
+          dbp[f] = sum;
+        }
+      }
+    }
+  });
+  for (int g = 0; g < s.G; ++g)
+    for (int f = 0; f < Fg; ++f)
+      for (int j = 0; j < Kc; ++j) {
+        float v = part(0)[g * tsize + int64_t(j) * Fgp + f];
+        for (int t = 1; t < blocks; ++t) v += part(t)[g * tsize + int64_t(j) * Fgp + f];
+        dw[(int64_t(g) * Fg + f) * Kc + j] = v;
+      }
+  if (db)
+    for (int f = 0; f < s.F; ++f) {
+      float v = part(0)[s.G * tsize + f];
+      for (int t = 1; t < blocks; ++t) v += part(t)[s.G * tsize + f];
+      db[f] = v;
+    }
+}
+
+#else  // not x86: the im2col path runs everywhere else.
+
+bool conv2d_blocked_applies(const Conv2dShape&) { return false; }
+void conv2d_forward_blocked(ThreadPool*, const Conv2dShape&, const float*, const float*,
+                            const float*, float*) {}
+void conv2d_backward_data_blocked(ThreadPool*, const Conv2dShape&, const float*, const float*,
+                                  float*) {}
+void conv2d_backward_filter_blocked(ThreadPool*, const Conv2dShape&, const float*, const float*,
+                                    float*, float*) {}
+
+#endif
+
+}  // namespace cn

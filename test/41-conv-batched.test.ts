@@ -1,0 +1,104 @@
+/**
+ * Large-batch convolution on the CPU. With AVX-512, batches of 64 or more images (a multiple of
+ * 32) take the batch-in-lanes path (native/ops/conv2d_cpu_blocked.cc) instead of im2col; these
+ * tests hold it to a double-precision reference in all three passes, including conv1's stride 4
+ * and 11x11, groups, and channel counts that are not multiples of its 8-row tile.
+ * Then: the CPU queues share the cores, so how many workers split an op depends on what the
+ * other queue is doing; results must be bit-for-bit the same either way.
+ */
+import { describe, expect, it } from 'vitest';
+
+import * as cn from '../src/index.js';
+import { expectClose, rand, trackLeaks, uniform } from './helpers.js';
+import { conv2dRef, convOut, type ConvParams } from './reference.js';
+
+trackLeaks();
+
+/** dx, dw, db of L = sum(y * g) in double precision. */
+function conv2dGradRef(p: ConvParams, x: ArrayLike<number>, w: ArrayLike<number>, g: ArrayLike<number>) {
+  const [OH, OW] = convOut(p);
+  const Cg = p.C / p.groups, Fg = p.F / p.groups;
+  const dx = new Float64Array(p.N * p.C * p.H * p.W);
+  const dw = new Float64Array(p.F * Cg * p.KH * p.KW);
+  const db = new Float64Array(p.F);
+  for (let n = 0; n < p.N; n++)
+    for (let f = 0; f < p.F; f++) {
+      const grp = Math.floor(f / Fg);
+      for (let oh = 0; oh < OH; oh++)
+        for (let ow = 0; ow < OW; ow++) {
+          const gy = g[((n * p.F + f) * OH + oh) * OW + ow];
+          db[f] += gy;
+          for (let c = 0; c < Cg; c++)
+            for (let kh = 0; kh < p.KH; kh++) {
+              const ih = oh * p.sh - p.ph + kh;
+              if (ih < 0 || ih >= p.H) continue;
+              for (let kw = 0; kw < p.KW; kw++) {
+                const iw = ow * p.sw - p.pw + kw;
+                if (iw < 0 || iw >= p.W) continue;
+                const xi = ((n * p.C + grp * Cg + c) * p.H + ih) * p.W + iw;
+                const wi = ((f * Cg + c) * p.KH + kh) * p.KW + kw;
+                dx[xi] += gy * w[wi];
+                dw[wi] += gy * x[xi];
+              }
+            }
+        }
+    }
+  return { dx, dw, db };
+}
+
+const shapes: [string, ConvParams][] = [
+  ['3x3 pad 1, groups 2, 12 filters per group', { N: 64, C: 16, H: 7, W: 6, F: 24, KH: 3, KW: 3, sh: 1, sw: 1, ph: 1, pw: 1, groups: 2 }],
+  ['5x5 stride 2 pad 2, 10 channels', { N: 64, C: 10, H: 11, W: 9, F: 16, KH: 5, KW: 5, sh: 2, sw: 2, ph: 2, pw: 2, groups: 1 }],
+  ['11x11 stride 4 pad 2 (conv1-like), 3 blocks of 32', { N: 96, C: 8, H: 23, W: 23, F: 8, KH: 11, KW: 11, sh: 4, sw: 4, ph: 2, pw: 2, groups: 1 }],
+];
+
+describe('conv2d with large batches', () => {
+  for (const [name, p] of shapes) {
+    it(`${name}: y, dx, dw and db against double precision`, async () => {
+      const xs = [p.N, p.C, p.H, p.W];
+      const ws = [p.F, p.C / p.groups, p.KH, p.KW];
+      const xd = uniform(xs.reduce((a, b) => a * b), 1);
+      const wd = uniform(ws.reduce((a, b) => a * b), 2);
+      const bd = uniform(p.F, 3);
+      const [OH, OW] = convOut(p);
+      const gd = uniform(p.N * p.F * OH * OW, 4);
+      const x = cn.tensor(xd, xs, { requiresGrad: true });
+      const w = cn.tensor(wd, ws, { requiresGrad: true });
+      const b = cn.tensor(bd, [p.F], { requiresGrad: true });
+      const y = cn.conv2d(x, w, b, { stride: [p.sh, p.sw], padding: [p.ph, p.pw], groups: p.groups });
+      y.backward(cn.tensor(gd, y.shape));
+      // float32 sums of up to Cg*KH*KW terms (y, dx) and N*OH*OW terms (dw, db).
+      expectClose(await y.data(), conv2dRef(p, xd, wd, bd), 5e-5);
+      const ref = conv2dGradRef(p, xd, wd, gd);
+      expectClose(await x.grad!.data(), ref.dx, 5e-5);
+      expectClose(await w.grad!.data(), ref.dw, 2e-4);
+      expectClose(await b.grad!.data(), ref.db, 2e-4);
+      for (const t of [x, w, b, y]) t.dispose();
+    });
+  }
+});
+
+async function convStep(device: string): Promise<Float32Array[]> {
+  const x = rand([64, 16, 9, 9], 11, { device, requiresGrad: true });
+  const w = rand([32, 8, 3, 3], 12, { device, requiresGrad: true });
+  const b = rand([32], 13, { device, requiresGrad: true });
+  const y = cn.conv2d(x, w, b, { padding: 1, groups: 2 });
+  y.backward(rand(y.shape.slice(), 14, { device }));
+  const out = await Promise.all([y.data(), x.grad!.data(), w.grad!.data(), b.grad!.data()]);
+  for (const t of [x, w, b, y]) t.dispose();
+  return out as Float32Array[];
+}
+
+describe('CPU queues share the cores', () => {
+  it('a conv forward and backward gives the same bits alone and beside a busy second queue', async () => {
+    const alone = await convStep('cpu:0');
+    // Both queues at once, several times: the split of each op now depends on timing.
+    for (let rep = 0; rep < 3; rep++) {
+      const [a, b] = await Promise.all([convStep('cpu:0'), convStep('cpu:1')]);
+      for (let i = 0; i < alone.length; i++) {
+        expect(Buffer.from(a[i].buffer).equals(Buffer.from(alone[i].buffer)), `cpu:0 output ${i}`).toBe(true);
+        expect(Buffer.from(b[i].buffer).equals(Buffer.from(alone[i].buffer)), `cpu:1 output ${i}`).toBe(true);
+      }
+    }
+  });
+});
