@@ -27,6 +27,7 @@ commands:
   info     version, build flags (CUDA on/off, target architectures) and the devices
   train    train AlexNet-mini on Fashion-MNIST (with no options: the default recipe)
   eval     evaluate a checkpoint on the test set
+  prepare  decode an ImageNet or image-folder data set once into packed files for train
   bench    run the benchmarks of bench/ (e.g. convnet bench cpu)
 
 convnet <command> --help tells the options of each.`;
@@ -451,6 +452,8 @@ async function main(argv: string[]): Promise<number> {
       return evalCommand(rest);
     case 'bench':
       return benchCommand(rest);
+    case 'prepare':
+      return (await import('./prepare.js')).prepareCommand(rest);
     default:
       throw new UsageError(`unknown command '${cmd}'\n\n${USAGE}`);
   }
