@@ -365,6 +365,26 @@ describe('packed file and loaders', () => {
     }
   }, 20_000);
 
+  it('worker threads cut the same crops and patches as the JS thread', async () => {
+    for (const extra of [{ split: 'train' as const }, { split: 'val' as const, patches: 10 as const }]) {
+      const common = { data: 'imagefolder' as const, dataDir: folder, batchSize: 2, seed: 5, packedDir: out, ...extra };
+      const inline = await cn.openImageSource({ ...common, workers: 0 });
+      const pooled = await cn.openImageSource({ ...common, workers: 2 });
+      try {
+        for (const k of [0, 1]) {
+          const a = await inline.batchAt(1, k);
+          const b = await pooled.batchAt(1, k);
+          expect(b.shape).toEqual(a.shape);
+          expect([...b.indices]).toEqual([...a.indices]);
+          expect(Buffer.compare(Buffer.from(a.x.buffer), Buffer.from(b.x.buffer))).toBe(0);
+        }
+      } finally {
+        await inline.close();
+        await pooled.close();
+      }
+    }
+  }, 20_000);
+
   it('ten patches: corners, centre and mirrors, as laid out in ImageBatch', async () => {
     const src = await cn.openImageSource({ data: 'imagefolder', dataDir: folder, split: 'val', batchSize: 2, patches: 10, packedDir: out });
     try {
