@@ -24,7 +24,10 @@ options:
   --split S            train, val or both (default both; val alone reuses train's mean and PCA)
   --concurrency N      images decoded at once (default 2 x the CPU cores)
   --limit N            only the first N images of each split (a trial run)
-  --quiet              no progress`;
+  --quiet              no progress
+
+Decoding runs on libuv's thread pool, which has 4 threads unless UV_THREADPOOL_SIZE is set:
+UV_THREADPOOL_SIZE=$(nproc) convnet prepare ... uses every core.`;
 
 /** Runs the command; returns the exit code. */
 export async function prepareCommand(args: string[]): Promise<number> {
@@ -68,6 +71,11 @@ export async function prepareCommand(args: string[]): Promise<number> {
   if (limit === null) return usage(`--limit must be a positive integer, received '${v.limit}'`);
 
   const { prepareImages } = await import('../data/packed.js');
+  const cores = (await import('node:os')).availableParallelism();
+  if (!process.env.UV_THREADPOOL_SIZE && cores > 4 && !v.quiet) {
+    console.error(`convnet: note: images are decoded on libuv's thread pool, 4 threads unless UV_THREADPOOL_SIZE says more; ` +
+      `UV_THREADPOOL_SIZE=${cores} convnet prepare ... decodes on all ${cores} cores`);
+  }
   const showBar = !v.quiet && process.stderr.isTTY === true;
   const { SingleBar, Presets } = showBar ? (await import('cli-progress')).default : { SingleBar: null, Presets: null };
   let bar: InstanceType<NonNullable<typeof SingleBar>> | null = null;
