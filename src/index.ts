@@ -118,6 +118,8 @@ export {
   type PrepareOptions,
   type PrepareProgress,
   type PrepareResult,
+  type PreparedFile,
+  type SkippedImage,
 } from './data/packed.js';
 export { openImageSource, type ImageSourceOptions, type FolderImageSource } from './data/image-source.js';
 export {

@@ -46,12 +46,26 @@ export interface ImageList {
 const IMAGE_EXT = /\.(jpe?g|png)$/i;
 const byCodePoint = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
-/** The ground-truth and synset file names accepted for a flat ILSVRC-2012 val folder. */
-export const VAL_LABEL_FILES = {
+/**
+ * The label file names accepted for a flat ILSVRC-2012 val folder, looked for in `DIR/val`, then `DIR`.
+ *
+ * @example
+ * ```ts
+ * console.log(cn.VAL_LABEL_FILES.synsets); // ['synsets.txt', 'LOC_synset_mapping.txt', 'synset_words.txt']
+ * ```
+ */
+export const VAL_LABEL_FILES: {
+  /** CSV of `ImageId,PredictionString` (used first when present). */
+  readonly csv: readonly string[];
+  /** One 1-based ILSVRC2012_ID per line, in sorted file-name order. */
+  readonly groundTruth: readonly string[];
+  /** The wnid of each ID, one per line in ID order (the first of these names found). */
+  readonly synsets: readonly string[];
+} = {
   csv: ['LOC_val_solution.csv'],
   groundTruth: ['ILSVRC2012_validation_ground_truth.txt'],
   synsets: ['synsets.txt', 'LOC_synset_mapping.txt', 'synset_words.txt'],
-} as const;
+};
 
 async function entries(dir: string): Promise<import('node:fs').Dirent[] | null> {
   try {

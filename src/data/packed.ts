@@ -175,10 +175,30 @@ export interface PrepareOptions {
   limit?: number;
 }
 
+/** An image left out because it could not be decoded. */
+export interface SkippedImage {
+  /** The image file. */
+  file: string;
+  /** The decoder's reason, one line. */
+  reason: string;
+}
+
+/** One packed file written by {@link prepareImages}. */
+export interface PreparedFile {
+  /** Its split. */
+  split: ImageSplit;
+  /** Its path. */
+  file: string;
+  /** Images stored in it. */
+  count: number;
+  /** Images of the split left out. */
+  skipped: SkippedImage[];
+}
+
 /** The result of {@link prepareImages}: each written file with its count and skipped images. */
 export interface PrepareResult {
   /** One entry per split written. */
-  files: { split: ImageSplit; file: string; count: number; skipped: { file: string; reason: string }[] }[];
+  files: PreparedFile[];
   /** The training pixels' mean (0..255 scale). */
   mean: [number, number, number];
   /** The training pixels' principal axes. */
@@ -205,7 +225,7 @@ async function writeSplit(
   stats: RgbStats | null,
   meanPca: () => { mean: [number, number, number]; pca: ColourPca },
   o: PrepareOptions,
-): Promise<PrepareResult['files'][number]> {
+): Promise<PreparedFile> {
   const total = o.limit ? Math.min(o.limit, list.files.length) : list.files.length;
   const classesJson = JSON.stringify(list.classes);
   const headerBytes = Math.ceil((PREAMBLE + classesJson.length * 2 + 8192) / 4096) * 4096;
@@ -217,7 +237,7 @@ async function writeSplit(
     throw ioError('write', outFile, e);
   }
   const warn = o.warn ?? ((line: string) => console.warn(line));
-  const skipped: { file: string; reason: string }[] = [];
+  const skipped: SkippedImage[] = [];
   const labels: number[] = [];
   let ok = false;
   try {
