@@ -229,6 +229,28 @@ describe('packed file and loaders', () => {
     expect(existsSync(`${tr.file}.partial`)).toBe(false);
   });
 
+  it('an interrupted prepare resumes where it stopped and writes the same file; an up-to-date one is kept', async () => {
+    const dir = path.join(tmp, 'resume');
+    const file = path.join(dir, 'train.convnet-pack');
+    const o = { data: 'imagefolder' as const, dataDir: folder, out: dir, splits: ['train' as const], saveEvery: 0, concurrency: 2 };
+    let calls = 0;
+    const warned: string[] = [];
+    await expect(cn.prepareImages({ ...o, warn: (l) => warned.push(l), onProgress: () => {
+      if (++calls === 9) throw new Error('interrupted');
+    } })).rejects.toThrow('interrupted');
+    expect(warned.length).toBe(1); // the corrupt file, position 7
+    expect([existsSync(file), existsSync(`${file}.partial`), existsSync(`${file}.partial.json`)]).toEqual([false, true, true]);
+    const seen: cn.PrepareProgress[] = [];
+    const r = await cn.prepareImages({ ...o, warn: (l) => warned.push(l), onProgress: (p) => seen.push(p) });
+    expect(seen[0]).toEqual({ split: 'train', done: 9, total: 13, skipped: 1, resumedFrom: 8 });
+    expect(warned.length).toBe(1);
+    expect([r.files[0].count, r.files[0].skipped.map((x) => x.file)]).toEqual([12, [corrupt]]);
+    expect(Buffer.compare(readFileSync(file), readFileSync(path.join(out, 'train.convnet-pack')))).toBe(0);
+    expect([existsSync(`${file}.partial`), existsSync(`${file}.partial.json`)]).toEqual([false, false]);
+    const again = await cn.prepareImages({ ...o, warn: (l) => warned.push(l) });
+    expect([again.files[0].upToDate, again.files[0].count, again.mean]).toEqual([true, 12, r.mean]);
+  }, 20_000);
+
   it('packed pixels equal on-the-fly decoding; mean and PCA equal a direct computation', async () => {
     const list = await cn.listImages({ data: 'imagefolder', dataDir: folder, split: 'train' });
     const h = await cn.readPackedHeader(result.files[0].file);

@@ -24,6 +24,7 @@ options:
   --split S            train, val or both (default both; val alone reuses train's mean and PCA)
   --concurrency N      images decoded at once (default 2 x the CPU cores)
   --limit N            only the first N images of each split (a trial run)
+  --force              rewrite a split even when its packed file is up to date
   --quiet              no progress
 
 Decoding runs on libuv's thread pool, which has 4 threads unless UV_THREADPOOL_SIZE is set:
@@ -41,7 +42,8 @@ export async function prepareCommand(args: string[]): Promise<number> {
       args,
       options: {
         data: { type: 'string' }, 'data-dir': { type: 'string' }, out: { type: 'string' }, split: { type: 'string' },
-        concurrency: { type: 'string' }, limit: { type: 'string' }, quiet: { type: 'boolean' }, help: { type: 'boolean' },
+        concurrency: { type: 'string' }, limit: { type: 'string' }, quiet: { type: 'boolean' }, force: { type: 'boolean' },
+        help: { type: 'boolean' },
       },
       strict: true,
       allowPositionals: false,
@@ -82,6 +84,7 @@ export async function prepareCommand(args: string[]): Promise<number> {
   let barSplit = '';
   let lastLine = 0;
   let done = 0;
+  const announced = new Set<string>();
   let skipped = 0;
   const t0 = performance.now();
   const stopBar = () => {
@@ -96,12 +99,21 @@ export async function prepareCommand(args: string[]): Promise<number> {
       splits: split === 'both' ? ['train', 'val'] : [split as ImageSplit],
       concurrency,
       limit,
+      force: v.force === true,
       warn: (line) => {
         if (bar) bar.stop();
         console.error(`convnet: ${line}`);
         if (bar) bar.start(bar.getTotal(), done, { skipped: skipped + 1, ips: '?' });
       },
       onProgress: (p) => {
+        if (p.resumedFrom > 0 && !announced.has(p.split)) {
+          announced.add(p.split);
+          if (bar) bar.stop();
+          console.log(p.resumedFrom === p.total
+            ? `prepare ${p.split}: up to date (${p.total} images)`
+            : `prepare ${p.split}: resuming after ${p.resumedFrom} of ${p.total} images`);
+          if (bar) bar.start(bar.getTotal(), done, { skipped, ips: '?' });
+        }
         done = p.done;
         skipped = p.skipped;
         const secs = (performance.now() - t0) / 1000;
@@ -125,7 +137,8 @@ export async function prepareCommand(args: string[]): Promise<number> {
     });
     stopBar();
     for (const f of r.files) {
-      console.log(`${path.relative(process.cwd(), f.file) || f.file}: ${f.count} images, ${f.skipped.length} skipped`);
+      const name = path.relative(process.cwd(), f.file) || f.file;
+      console.log(f.upToDate ? `${name}: up to date, ${f.count} images` : `${name}: ${f.count} images, ${f.skipped.length} skipped`);
     }
     console.log(`training pixels: mean ${r.mean.map((m) => m.toFixed(2)).join(', ')}; colour PCA scales ${r.pca.eigval.map((m) => m.toFixed(3)).join(', ')} (0..255 scale)`);
     return 0;

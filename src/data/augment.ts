@@ -257,6 +257,18 @@ export class RgbStats {
     return this.n;
   }
 
+  /** The sums so far (exact integers), to save and {@link RgbStats.restore} later. */
+  save(): { n: number; sum: number[]; prod: number[] } {
+    return { n: this.n, sum: [...this.sum], prod: [...this.prod] };
+  }
+
+  /** Continues from sums given by {@link RgbStats.save}. */
+  restore(s: { n: number; sum: number[]; prod: number[] }): void {
+    this.n = s.n;
+    this.sum.set(s.sum);
+    this.prod.set(s.prod);
+  }
+
   /** The mean and the PCA of everything added (IMAGENET_MEAN / IMAGENET_PCA when nothing was). */
   result(): { mean: [number, number, number]; pca: ColourPca } {
     if (this.n === 0) return { mean: [...IMAGENET_MEAN], pca: structuredClone(IMAGENET_PCA) as ColourPca };

@@ -18,9 +18,12 @@
  * (see {@link ColourPca}), both on the 0..255 scale; a val file carries the train file's.
  *
  * `prepareImages` writes `<out>/<split>.convnet-pack.partial` and renames it into place when it
- * is complete, so a file under the final name is always whole.
+ * is complete, so a file under the final name is always whole. Every 10 s it saves a resume
+ * point beside it (`.partial.json`: images done, labels, skipped files, the pixel sums, after the
+ * pixels are flushed to disk); a run that was interrupted continues from there when the list of
+ * files is unchanged, and gives the same file as an uninterrupted run.
  */
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -66,6 +69,8 @@ export interface PackedHeader {
   skipped: number;
   /** Byte offset of the pixels (the header's size). */
   pixelsOffset: number;
+  /** Identifies the list of files it was made from (a later prepare of the same list skips it). */
+  signature?: string;
   /** Byte offset of the labels. */
   labelsOffset: number;
 }
@@ -153,6 +158,8 @@ export interface PrepareProgress {
   total: number;
   /** Images skipped so far. */
   skipped: number;
+  /** Images of the split done by an earlier, interrupted run that this one resumed (0 if none). */
+  resumedFrom: number;
 }
 
 /** Options of {@link prepareImages}. */
@@ -173,6 +180,10 @@ export interface PrepareOptions {
   onProgress?: (p: PrepareProgress) => void;
   /** Only the first N images of each split (for trials); default all. */
   limit?: number;
+  /** Seconds between saves of the resume point; default 10. */
+  saveEvery?: number;
+  /** Rewrite a split even when its packed file was made from the same list of files; default false. */
+  force?: boolean;
 }
 
 /** An image left out because it could not be decoded. */
@@ -191,8 +202,10 @@ export interface PreparedFile {
   file: string;
   /** Images stored in it. */
   count: number;
-  /** Images of the split left out. */
+  /** Images of the split left out (empty when the file was up to date). */
   skipped: SkippedImage[];
+  /** True when an existing file made from the same list of files was kept as it was. */
+  upToDate?: boolean;
 }
 
 /** The result of {@link prepareImages}: each written file with its count and skipped images. */
@@ -230,29 +243,70 @@ async function writeSplit(
   const classesJson = JSON.stringify(list.classes);
   const headerBytes = Math.ceil((PREAMBLE + classesJson.length * 2 + 8192) / 4096) * 4096;
   const partial = `${outFile}.partial`;
+  const resumeFile = `${outFile}.partial.json`;
+  // What must match for an interrupted run's partial file to be continued.
+  let h = 0x811c9dc5;
+  for (const f of list.files.slice(0, total)) {
+    for (let k = 0; k < f.length; k++) h = Math.imul(h ^ f.charCodeAt(k), 0x01000193) >>> 0;
+    h = Math.imul(h ^ 10, 0x01000193) >>> 0;
+  }
+  const signature = `${PACK_VERSION} ${list.layout} ${list.split} ${total} ${headerBytes} ${h.toString(16)} ${classesJson.length}`;
+  interface ResumePoint {
+    signature: string;
+    done: number;
+    written: number;
+    labels: number[];
+    skipped: SkippedImage[];
+    stats: ReturnType<RgbStats['save']> | null;
+  }
+  if (!o.force) {
+    const done = await readPackedHeader(outFile).catch(() => null);
+    if (done && done.signature === signature) {
+      o.onProgress?.({ split: list.split, done: total, total, skipped: done.skipped, resumedFrom: total });
+      return { split: list.split, file: outFile, count: done.count, skipped: [], upToDate: true };
+    }
+  }
+  let resume: ResumePoint | null = null;
+  try {
+    const r = JSON.parse(await fsp.readFile(resumeFile, 'utf8')) as ResumePoint;
+    if (r.signature === signature && existsSync(partial) && Number.isInteger(r.done) && r.labels.length === r.written) resume = r;
+  } catch {
+    resume = null;
+  }
   let fh: import('node:fs/promises').FileHandle;
   try {
-    fh = await fsp.open(partial, 'w');
+    fh = await fsp.open(partial, resume ? 'r+' : 'w');
   } catch (e) {
     throw ioError('write', outFile, e);
   }
   const warn = o.warn ?? ((line: string) => console.warn(line));
-  const skipped: SkippedImage[] = [];
-  const labels: number[] = [];
+  const skipped: SkippedImage[] = resume ? resume.skipped : [];
+  const labels: number[] = resume ? resume.labels : [];
+  if (resume?.stats && stats) stats.restore(resume.stats);
+  const resumedFrom = resume?.done ?? 0;
   let ok = false;
   try {
     const concurrency = Math.max(1, o.concurrency ?? 2 * os.availableParallelism());
     const pending = new Map<number, Promise<Uint8Array | Error>>();
-    let next = 0;
+    let next = resumedFrom;
     const launch = () => {
       while (next < total && pending.size < concurrency) {
         const i = next++;
         pending.set(i, decodeImage(path.join(list.root, list.files[i])).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e)))));
       }
     };
-    let written = 0;
+    const saveEvery = 1000 * (o.saveEvery ?? 10);
+    let lastSave = performance.now();
+    const saveResumePoint = async (done: number) => {
+      await fh.datasync(); // the pixels first, so the resume point never claims more than the disk holds
+      const point: ResumePoint = { signature, done, written, labels, skipped, stats: stats?.save() ?? null };
+      await fsp.writeFile(`${resumeFile}.tmp`, JSON.stringify(point));
+      await fsp.rename(`${resumeFile}.tmp`, resumeFile);
+      lastSave = performance.now();
+    };
+    let written = resume?.written ?? 0;
     launch();
-    for (let i = 0; i < total; i++) {
+    for (let i = resumedFrom; i < total; i++) {
       const r = await pending.get(i)!;
       pending.delete(i);
       launch();
@@ -271,7 +325,14 @@ async function writeSplit(
         labels.push(list.labels[i]);
         written++;
       }
-      o.onProgress?.({ split: list.split, done: i + 1, total, skipped: skipped.length });
+      o.onProgress?.({ split: list.split, done: i + 1, total, skipped: skipped.length, resumedFrom });
+      if (i + 1 < total && performance.now() - lastSave >= saveEvery) {
+        try {
+          await saveResumePoint(i + 1);
+        } catch (e) {
+          throw ioError('write', resumeFile, e);
+        }
+      }
     }
     const labelBuf = Buffer.alloc(4 * written);
     labels.forEach((l, i) => labelBuf.writeInt32LE(l, 4 * i));
@@ -288,6 +349,7 @@ async function writeSplit(
       pca,
       pcaFrom: 'train',
       skipped: skipped.length,
+      signature,
       labelsOffset: headerBytes + written * IMAGE_BYTES,
     };
     const json = Buffer.from(JSON.stringify(header), 'utf8');
@@ -310,14 +372,14 @@ async function writeSplit(
     return { split: list.split, file: outFile, count: written, skipped };
   } finally {
     await fh.close();
+    // Unfinished, the partial file and its resume point stay for the next run to continue.
     if (ok) {
       try {
         await fsp.rename(partial, outFile);
+        await fsp.rm(resumeFile, { force: true });
       } catch (e) {
         throw ioError('rename into place', outFile, e);
       }
-    } else {
-      await fsp.rm(partial, { force: true });
     }
   }
 }
@@ -353,8 +415,10 @@ export async function prepareImages(o: PrepareOptions): Promise<PrepareResult> {
   if (trainList) {
     const list = trainList;
     const stats = new RgbStats();
-    files.push(await writeSplit(list, trainFile, stats, () => stats.result(), o));
-    train = stats.result();
+    const f = await writeSplit(list, trainFile, stats, () => stats.result(), o);
+    files.push(f);
+    const h = f.upToDate ? await readPackedHeader(trainFile) : null;
+    train = h ? { mean: h.mean, pca: h.pca } : stats.result();
   } else {
     const h = await readPackedHeader(trainFile).catch(() => null);
     if (!h) throw new FormatError(`prepare: the val split takes the mean and PCA of the train split's packed file, but ${trainFile} is missing or invalid; prepare train first`);
