@@ -87,6 +87,7 @@ dist-bench/bench/main.js from \`npm run build:bench\`). Suites:
   cpu      AlexNet-mini on the CPU: per-op fwd/bwd and the training step, beside PyTorch
   conv     every AlexNet (or -mini) layer, fwd / bwd-data / bwd-filter: ours vs cuDNN vs PyTorch
   alexnet  the whole training step in images/s, one tower and two towers
+  data     the image pipeline: decode + augment images/s per core (--data-dir DIR, --images N)
 e.g. convnet bench conv --model alexnet-mini --device cpu:0 --precision fp32 --json out/conv.json
 \`convnet bench <suite> --help\` lists every option.`;
 
