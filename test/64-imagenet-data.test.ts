@@ -251,6 +251,24 @@ describe('packed file and loaders', () => {
     expect([again.files[0].upToDate, again.files[0].count, again.mean]).toEqual([true, 12, r.mean]);
   }, 20_000);
 
+  it('a damaged packed file is a FormatError naming it', async () => {
+    const good = readFileSync(path.join(out, 'val.convnet-pack'));
+    const bad = path.join(tmp, 'bad.convnet-pack');
+    writeFileSync(bad, good.subarray(0, good.length - 5));
+    expect(await thrown(cn.readPackedHeader(bad), cn.FormatError))
+      .toBe(`packed file: ${bad} has ${good.length - 5} bytes, expected ${good.length} for 3 images (truncated or corrupt)`);
+    writeFileSync(bad, Buffer.concat([Buffer.from('NOTPACK\n'), good.subarray(8)]));
+    expect(await thrown(cn.readPackedHeader(bad), cn.FormatError))
+      .toBe(`packed file: ${bad} does not begin with the magic bytes CNVPACK (not a packed image file)`);
+    const v2 = Buffer.from(good);
+    v2.writeUInt32LE(2, 8);
+    writeFileSync(bad, v2);
+    expect(await thrown(cn.readPackedHeader(bad), cn.FormatError)).toBe(`packed file: ${bad} has version 2, expected 1`);
+    const missing = path.join(tmp, 'none.convnet-pack');
+    expect(await thrown(cn.openImageSource({ data: 'imagenet', dataDir: inet, split: 'val', batchSize: 1, packed: missing }), cn.FormatError))
+      .toBe(`packed file: ${missing} cannot be opened (ENOENT)`);
+  });
+
   it('packed pixels equal on-the-fly decoding; mean and PCA equal a direct computation', async () => {
     const list = await cn.listImages({ data: 'imagefolder', dataDir: folder, split: 'train' });
     const h = await cn.readPackedHeader(result.files[0].file);

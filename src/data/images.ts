@@ -259,7 +259,8 @@ function loadSharp(): Promise<Sharp> {
  * Decodes one image file the paper's way: shorter side resized to `size` (default 256, with
  * libvips' default Lanczos-3 kernel), the centre `size` x `size` kept, converted to sRGB (a
  * grey or CMYK image gets three channels; an alpha channel is dropped), returned as `[3, size,
- * size]` uint8 in CHW order. Runs on libuv's thread pool.
+ * size]` uint8 in CHW order. EXIF orientation is not applied (as PIL and torchvision do not).
+ * Runs on libuv's thread pool.
  *
  * @throws Error (sharp's) for a file that is missing, corrupt or not an image
  *
