@@ -131,6 +131,11 @@ describe('layouts', () => {
     expect([...v.labels]).toEqual(VAL_TRUE.map((w) => WNIDS.indexOf(w)));
   });
 
+  it('imagenet: val as class folders', async () => {
+    const v = await cn.listImages({ data: 'imagenet', dataDir: folder, split: 'val' });
+    expect([v.layout, v.files, [...v.labels]]).toEqual(['imagenet', ['val/ant/v-ant.jpg', 'val/cat/v-cat.jpg', 'val/dog/v-dog.jpg'], [0, 1, 2]]);
+  });
+
   it('missing or inconsistent pieces: FormatError naming the file and what was expected', async () => {
     const bad = path.join(tmp, 'bad');
     const nope = path.join(tmp, 'nope');
