@@ -41,6 +41,7 @@ const USAGE = `usage: tsx bench/main.ts <suite> [--iters N] [--warmup N] [--batc
 
 suites:
 ${Object.entries(SUITES).map(([k, s]) => `  ${k.padEnd(8)} ${s.describe}`).join('\n')}
+  data     decode + augment images/s per core (--data-dir DIR, --images N, --threads T; default: generated JPEGs)
 
 options:
   --iters N     timed iterations per measurement (default 30; conv: 20 on a GPU, 5 on a CPU)
@@ -137,6 +138,11 @@ function defaultThreads(): number {
 }
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'data') {
+    // The data pipeline is not a drivers x trials suite: its own script, its own options.
+    await (await import('./data.js')).dataBench(argv.slice(1));
+    return 0;
+  }
   let parsed: Parsed | 'help';
   try {
     parsed = parse(argv);

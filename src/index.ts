@@ -88,6 +88,40 @@ export {
   type LoaderState,
   type Normalization,
 } from './data/loader.js';
+export type { ImageBatch, ImageSource } from './data/source.js';
+export {
+  listImages,
+  decodeImage,
+  VAL_LABEL_FILES,
+  type ImageList,
+  type ImageLayout,
+  type ImageSplit,
+} from './data/images.js';
+export {
+  IMAGENET_MEAN,
+  IMAGENET_PCA,
+  STORED_SIZE,
+  CROP_SIZE,
+  evaluationPatches,
+  scorePatches,
+  type ColourPca,
+  type Patch,
+  type PatchScores,
+} from './data/augment.js';
+export {
+  prepareImages,
+  readPackedHeader,
+  packedFileName,
+  PACK_MAGIC,
+  PACK_VERSION,
+  type PackedHeader,
+  type PrepareOptions,
+  type PrepareProgress,
+  type PrepareResult,
+  type PreparedFile,
+  type SkippedImage,
+} from './data/packed.js';
+export { openImageSource, type ImageSourceOptions, type FolderImageSource } from './data/image-source.js';
 export {
   save,
   load,

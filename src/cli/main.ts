@@ -27,6 +27,7 @@ commands:
   info     version, build flags (CUDA on/off, target architectures) and the devices
   train    train AlexNet-mini on Fashion-MNIST (with no options: the default recipe)
   eval     evaluate a checkpoint on the test set
+  prepare  decode an ImageNet or image-folder data set once into packed files for train
   bench    run the benchmarks of bench/ (e.g. convnet bench cpu)
 
 convnet <command> --help tells the options of each.`;
@@ -86,6 +87,7 @@ dist-bench/bench/main.js from \`npm run build:bench\`). Suites:
   cpu      AlexNet-mini on the CPU: per-op fwd/bwd and the training step, beside PyTorch
   conv     every AlexNet (or -mini) layer, fwd / bwd-data / bwd-filter: ours vs cuDNN vs PyTorch
   alexnet  the whole training step in images/s, one tower and two towers
+  data     the image pipeline: decode + augment images/s per core (--data-dir DIR, --images N)
 e.g. convnet bench conv --model alexnet-mini --device cpu:0 --precision fp32 --json out/conv.json
 \`convnet bench <suite> --help\` lists every option.`;
 
@@ -451,6 +453,8 @@ async function main(argv: string[]): Promise<number> {
       return evalCommand(rest);
     case 'bench':
       return benchCommand(rest);
+    case 'prepare':
+      return (await import('./prepare.js')).prepareCommand(rest);
     default:
       throw new UsageError(`unknown command '${cmd}'\n\n${USAGE}`);
   }

@@ -121,8 +121,11 @@ function fmix32(h: number): number {
   return h >>> 0;
 }
 
-/** A 32-bit hash of (seed, epoch, stream, counter): the loader's only source of randomness. */
-function hash4(seed: number, epoch: number, stream: number, counter: number): number {
+/**
+ * A 32-bit hash of (seed, epoch, stream, counter): the loaders' only source of randomness
+ * (this loader's and the colour-image sources').
+ */
+export function hash4(seed: number, epoch: number, stream: number, counter: number): number {
   let h = fmix32(seed ^ 0x9e3779b9);
   h = fmix32((h + epoch) >>> 0);
   h = fmix32((h ^ Math.imul(stream + 1, 0x27d4eb2f)) >>> 0);
@@ -133,7 +136,8 @@ const STREAM_ORDER = 0;
 const STREAM_FLIP = 1;
 const STREAM_CROP_Y = 2;
 const STREAM_CROP_X = 3;
-const TWO_32 = 4294967296;
+/** 2^32: `hash4(...) / TWO_32` is uniform in [0, 1). */
+export const TWO_32 = 4294967296;
 
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
 const show = (v: unknown) => (typeof v === 'string' ? `'${v}'` : Array.isArray(v) ? `[${v.join(', ')}]` : String(v));

@@ -50,7 +50,12 @@ export interface ImageSource {
   /** Batches from the current state on, forever (training) or to the epoch's end (evaluation), a few decoded ahead. */
   prefetch(): AsyncGenerator<ImageBatch, void, undefined>;
   /** Skipped files so far, each with the reason (a corrupt or unreadable image is never fatal). */
-  readonly skipped: readonly { file: string; reason: string }[];
+  readonly skipped: readonly {
+    /** The file (or packed file and image number). */
+    file: string;
+    /** Why it could not be read, one line. */
+    reason: string;
+  }[];
   /** Releases file handles and worker threads. */
   close(): Promise<void>;
 }
