@@ -308,11 +308,12 @@ void conv2d_backward_filter_cpu(ThreadPool* pool, const Conv2dShape& s, const fl
   // count; range 0 sums into dw / db and the others into their own buffers, added in range order.
   // So the result does not depend on how many workers ran (or on timing).
   const int R = std::min(s.N, kFilterRanges);
-  std::vector<float> partial(size_t(R - 1) * (wsize + s.F));
+  static thread_local std::vector<float> partial_buf;  // the queue thread's, reused
+  float* const partial = scratch(partial_buf, int64_t(R - 1) * (wsize + s.F));
   auto range_body = [&](int r, ThreadPool* gp) {
     static thread_local std::vector<float> col_buf, dy_buf, pad_buf;
     const int64_t n0 = int64_t(s.N) * r / R, n1 = int64_t(s.N) * (r + 1) / R;
-    float* dwp = r == 0 ? dw : partial.data() + (r - 1) * (wsize + s.F);
+    float* dwp = r == 0 ? dw : partial + (r - 1) * (wsize + s.F);
     float* dbp = r == 0 ? db : dwp + wsize;
     const int64_t nb = chunk_of(d, n1 - n0);
     for (int64_t n = n0; n < n1; n += nb) {
@@ -369,7 +370,7 @@ void conv2d_backward_filter_cpu(ThreadPool* pool, const Conv2dShape& s, const fl
     for (int r = 0; r < R; ++r) range_body(r, pool);
   }
   for (int r = 1; r < R; ++r) {
-    const float* pw = partial.data() + (r - 1) * (wsize + s.F);
+    const float* pw = partial + (r - 1) * (wsize + s.F);
     for (int64_t i = 0; i < wsize; ++i) dw[i] += pw[i];
     if (db)
       for (int f = 0; f < s.F; ++f) db[f] += pw[wsize + f];

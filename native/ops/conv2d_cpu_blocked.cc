@@ -256,13 +256,14 @@ void conv2d_forward_blocked(ThreadPool* pool, const Conv2dShape& s, const float*
   const int64_t xlen = s.C * HW, ylen = s.F * P;
   // Packed weights, all groups: [g][panel][tap][c][8].
   const int64_t gsize = int64_t(panels_of(Fg)) * kMR * T * Cg;
-  std::vector<float> wp(size_t(gsize) * s.G);
+  static thread_local Buf wbuf;  // on the queue thread: reused, no allocation per call
+  float* const wpk = wbuf.get(size_t(gsize) * s.G);
   for (int g = 0; g < s.G; ++g)
     pack_panels(Fg, T, Cg,
                 [&](int f, int t, int c) {
                   return w[((int64_t(g) * Fg + f) * Cg + c) * T + t];
                 },
-                wp.data() + g * gsize);
+                wpk + g * gsize);
   over_blocks(pool, s.N / kNB, [&](int64_t b0, int64_t b1, int) {
     static thread_local Buf xbuf, ybuf;
     static thread_local std::vector<int> taps;
@@ -293,7 +294,7 @@ void conv2d_forward_blocked(ThreadPool* pool, const Conv2dShape& s, const float*
             for (int pn = 0; pn < panels_of(Fg); ++pn) {
               const int f0 = pn * kMR;
               kernel_rows(nt, taps.data(), bases.data(), Cg, HW * kNB,
-                          wp.data() + g * gsize + int64_t(pn) * kMR * T * Cg,
+                          wpk + g * gsize + int64_t(pn) * kMR * T * Cg,
                           yb + ((int64_t(g) * Fg + f0) * P + p) * kNB, P * kNB,
                           std::min(kMR, Fg - f0));
             }
@@ -311,13 +312,14 @@ void conv2d_backward_data_blocked(ThreadPool* pool, const Conv2dShape& s, const 
   const int64_t xlen = s.C * HW, ylen = s.F * P;
   // Packed transposed weights, all groups: [g][panel of 8 channels][tap][f][8].
   const int64_t gsize = int64_t(panels_of(Cg)) * kMR * T * Fg;
-  std::vector<float> wp(size_t(gsize) * s.G);
+  static thread_local Buf wbuf;  // on the queue thread: reused, no allocation per call
+  float* const wpk = wbuf.get(size_t(gsize) * s.G);
   for (int g = 0; g < s.G; ++g)
     pack_panels(Cg, T, Fg,
                 [&](int c, int t, int f) {
                   return w[((int64_t(g) * Fg + f) * Cg + c) * T + t];
                 },
-                wp.data() + g * gsize);
+                wpk + g * gsize);
   over_blocks(pool, s.N / kNB, [&](int64_t b0, int64_t b1, int) {
     static thread_local Buf xbuf, ybuf;
     static thread_local std::vector<int> taps;
@@ -348,7 +350,7 @@ void conv2d_backward_data_blocked(ThreadPool* pool, const Conv2dShape& s, const 
             for (int pn = 0; pn < panels_of(Cg); ++pn) {
               const int c0 = pn * kMR;
               kernel_rows(nt, taps.data(), bases.data(), Fg, P * kNB,
-                          wp.data() + g * gsize + int64_t(pn) * kMR * T * Fg,
+                          wpk + g * gsize + int64_t(pn) * kMR * T * Fg,
                           dxb + ((int64_t(g) * Cg + c0) * HW + q) * kNB, HW * kNB,
                           std::min(kMR, Cg - c0));
             }
@@ -371,8 +373,16 @@ void conv2d_backward_filter_blocked(ThreadPool* pool, const Conv2dShape& s, cons
   // Positions per chunk: the chunk's dy ([q][n][Fgp]) stays about 32 KiB, in L1.
   const int PC = int(std::max<int64_t>(1, std::min<int64_t>(P, 8192 / (int64_t(kNB) * Fgp / 4))));
   // Column j = (c, kh, kw) of the filter, decoded once.
-  std::vector<int> jkh(Kcp), jkw(Kcp);
-  std::vector<int64_t> joff(Kcp);
+  // Thread-local storage of the calling (queue) thread, reached by the workers through plain
+  // pointers (a thread_local named inside the lambda would be the worker's own).
+  static thread_local std::vector<int> jkh_buf, jkw_buf;
+  static thread_local std::vector<int64_t> joff_buf;
+  jkh_buf.resize(Kcp);
+  jkw_buf.resize(Kcp);
+  joff_buf.resize(Kcp);
+  int* const jkh = jkh_buf.data();
+  int* const jkw = jkw_buf.data();
+  int64_t* const joff = joff_buf.data();
   for (int j = 0; j < Kcp; ++j) {
     const int jj = std::min(j, Kc - 1);
     joff[j] = int64_t(jj / T) * HW * kNB;
@@ -382,9 +392,10 @@ void conv2d_backward_filter_blocked(ThreadPool* pool, const Conv2dShape& s, cons
   // Every image block sums into its own [G][Kcp][Fgp] (+ [F] for db) buffer, and the buffers
   // are added in block order: the result does not depend on how many workers there were.
   const int64_t psize = s.G * tsize + s.F + 16;
-  std::vector<float> partial(size_t(blocks) * psize);
+  static thread_local Buf pbuf;
+  float* const partial = pbuf.get(size_t(blocks) * psize);
   auto part = [&](int64_t blk) {
-    uintptr_t p = reinterpret_cast<uintptr_t>(partial.data() + blk * psize);
+    uintptr_t p = reinterpret_cast<uintptr_t>(partial + blk * psize);
     return reinterpret_cast<float*>((p + 63) & ~uintptr_t(63));
   };
   static const float zeros[kNB] __attribute__((aligned(64))) = {};
