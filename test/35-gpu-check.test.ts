@@ -46,7 +46,7 @@ describe('check.mjs', () => {
     const header = lines.findIndex((l) => /^op +\| cases \| max fwd err \| max grad err \| result$/.test(l));
     expect(header, r.out).toBeGreaterThan(0);
     const rows = lines.slice(header + 2, -1).map((l) => l.split('|').map((s) => s.trim()));
-    expect(rows.map((row) => row[0])).toEqual([...OPS, 'cuda.compile', 'out of memory']);
+    expect(rows.map((row) => row[0])).toEqual([...OPS, 'cuda.compile', 'copy race', 'out of memory']);
     for (const row of rows) expect(row[4], row.join(' | ')).toBe(row[0] === 'cuda.compile' ? 'skipped' : 'pass');
     expect(lines.at(-1)).toMatch(/^PASS: cpu:1 against cpu:0, \d+ cases$/);
 
@@ -57,6 +57,7 @@ describe('check.mjs', () => {
     expect(report.device.id).toBe('cpu:1');
     expect(report.peer).toBe('cpu:2');
     expect(report.outOfMemory.status).toBe('pass');
+    expect(report.copyRace).toMatchObject({ op: 'copy race', label: 'cpu:1 <-> cpu:2', status: 'pass' });
     expect(report.runtimeCompile).toMatchObject({ status: 'skipped', detail: 'cpu:1 is not a CUDA device' });
     expect(report.pass).toBe(true);
     expect(readFileSync(path.join(out, 'gpu-check.log'), 'utf8')).toContain('PASS: cpu:1 against cpu:0');

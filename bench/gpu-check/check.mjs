@@ -17,7 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
-import { OPS, KERNELS, TOL, checkOutOfMemory, checkRuntimeCompile, fmtErr, makeCases, runCase, summarize } from './compare.mjs';
+import { OPS, KERNELS, TOL, checkCopyRace, checkOutOfMemory, checkRuntimeCompile, fmtErr, makeCases, runCase, summarize } from './compare.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
@@ -154,6 +154,7 @@ if (noKernel.length) say(`native ops without a CUDA kernel in this build: ${noKe
 const results = [];
 let oom = null;
 let rtc = null;
+let copyRace = null;
 const sanitizers = [];
 const runMain = !args.sanitize || args.all;
 
@@ -173,6 +174,10 @@ if (runMain) {
   if (!only || only.includes('cuda.compile')) {
     rtc = checkRuntimeCompile(cn, device);
     say(`cuda.compile: ${rtc.status}${rtc.detail ? `: ${rtc.detail}` : ''}`);
+  }
+  if (!only || only.includes('to')) {
+    copyRace = checkCopyRace(cn, device, peer, { seed, small: args.small });
+    say(`copy race: ${copyRace.status}${copyRace.detail ? `: ${copyRace.detail}` : ''}`);
   }
   if (!args['no-oom']) {
     oom = checkOutOfMemory(cn, native, device);
@@ -320,7 +325,8 @@ function resolveHead(gitDir) {
 const rows = runMain ? summarize(results).filter((r) => !only || only.includes(r.op)) : [];
 const oomPass = !oom || oom.status === 'pass';
 const rtcPass = !rtc || rtc.status !== 'fail';
-const pass = rows.every((r) => r.pass) && oomPass && rtcPass && sanitizers.every((s) => s.status !== 'fail');
+const copyPass = !copyRace || copyRace.status !== 'fail';
+const pass = rows.every((r) => r.pass) && oomPass && rtcPass && copyPass && sanitizers.every((s) => s.status !== 'fail');
 
 const report = {
   device: { ...info, driver: gpu?.driver ?? null, nvidiaSmi: gpu },
@@ -337,6 +343,7 @@ const report = {
   cases: results,
   outOfMemory: oom,
   runtimeCompile: rtc,
+  copyRace,
   sanitizers,
   pass,
 };
@@ -346,6 +353,7 @@ say(`results: ${path.join(out, 'gpu-check.json')}, ${logFile}`);
 const table = [['op', 'cases', 'max fwd err', 'max grad err', 'result']];
 for (const r of rows) table.push([r.op, String(r.cases), fmtErr(r.fwdErr), fmtErr(r.gradErr), r.status]);
 if (rtc) table.push(['cuda.compile', '1', fmtErr(rtc.fwdErr ?? null), '-', rtc.status]);
+if (copyRace) table.push(['copy race', '1', '-', '-', copyRace.status]);
 if (oom) table.push(['out of memory', '1', '-', '-', oom.status]);
 for (const s of sanitizers) table.push([`${s.tool} (--small)`, String(s.cases ?? 0), '-', '-', s.errors ? `${s.status} (${s.errors} errors)` : s.status]);
 const widths = table[0].map((_, j) => Math.max(...table.map((row) => row[j].length)));
@@ -354,6 +362,6 @@ say();
 say(line(table[0]));
 say(widths.map((w) => '-'.repeat(w)).join('-|-'));
 for (const row of table.slice(1)) say(line(row));
-const failed = rows.filter((r) => !r.pass).length + (oomPass ? 0 : 1) + (rtcPass ? 0 : 1) + sanitizers.filter((s) => s.status === 'fail').length;
+const failed = rows.filter((r) => !r.pass).length + (oomPass ? 0 : 1) + (rtcPass ? 0 : 1) + (copyPass ? 0 : 1) + sanitizers.filter((s) => s.status === 'fail').length;
 say(`${pass ? 'PASS' : `FAIL (${failed} rows)`}: ${device} against ${reference}, ${results.length} cases`);
 process.exit(pass ? 0 : 1);

@@ -81,3 +81,12 @@ export function checkOutOfMemory(cn: Cn, native: NativeAddon, device: string): {
 };
 export function fmtErr(e: number | null | undefined): string;
 export function summarize(results: CaseResult[]): SummaryRow[];
+
+export interface CopyRaceResult {
+  op: 'copy race';
+  label: string;
+  status: 'pass' | 'fail' | 'skipped';
+  detail: string;
+}
+/** Copies between `device` and `peer` racing in-place writes and uploads, against the host. */
+export function checkCopyRace(cn: Cn, device: string, peer: string | null, opts?: { seed?: number; small?: boolean }): CopyRaceResult;

@@ -813,6 +813,81 @@ export function checkOutOfMemory(cn, native, device) {
 }
 
 /**
+ * Copies racing the queues: many copies between `device` and `peer` in both directions, each
+ * source overwritten in place right after its copy is queued, and uploads from host data into
+ * blocks that queued kernels have just released, all while a large matmul keeps the device busy.
+ * Compared with the host bit for bit. 'skipped' without a peer device.
+ */
+export function checkCopyRace(cn, device, peer, { seed = 1, small = false } = {}) {
+  const result = { op: 'copy race', label: `${device} <-> ${peer ?? '-'}`, status: 'pass', detail: '' };
+  if (!peer) {
+    result.status = 'skipped';
+    result.detail = 'no second device';
+    return result;
+  }
+  const f32 = Math.fround;
+  const problems = [];
+  const next = rng(seed * 7 + 3);
+  const live = [];
+  const keep = (t) => (live.push(t), t);
+  try {
+    const m = small ? 64 : 1024;
+    const big = keep(cn.tensor(randomData(m * m, next), [m, m], { device }));
+    const busy = () => keep(cn.matmul(big, big));
+    for (const n of small ? [1, 333] : [1, 4097, 1 << 20]) {
+      let ha = randomData(n, next);
+      let hb = randomData(n, next);
+      let a = cn.tensor(ha, [n], { device });
+      let b = cn.tensor(hb, [n], { device: peer });
+      const ones = cn.tensor(new Float32Array(n).fill(1), [n], { device });
+      for (let step = 0; step < 12; step++) {
+        if (step % 4 === 0) busy();
+        const bOn = b.to(device);
+        const aOn = a.to(peer);
+        cn.sgdUpdate(a, ones, null, { lr: 1 }); // overwrites the source of aOn right away
+        const a2 = cn.add(a, bOn);
+        const b2 = cn.sub(b, aOn);
+        for (const t of [a, b, bOn, aOn]) t.dispose();
+        [a, b] = [a2, b2];
+        const na = ha.map((v, i) => f32(f32(v - 1) + hb[i]));
+        const nb = hb.map((v, i) => f32(v - ha[i]));
+        [ha, hb] = [na, nb];
+      }
+      const ga = a.dataSync();
+      const gb = b.dataSync();
+      const bad = (got, want) => got.findIndex((v, i) => !Object.is(v, want[i]));
+      if (bad(ga, ha) >= 0) problems.push(`n=${n}: ${device} side differs from the host at ${bad(ga, ha)}`);
+      if (bad(gb, hb) >= 0) problems.push(`n=${n}: ${peer} side differs from the host at ${bad(gb, hb)}`);
+      for (const t of [a, b, ones]) t.dispose();
+    }
+    // Fresh uploads into just-released blocks while the device is busy.
+    busy();
+    const n = small ? 1000 : 1 << 18;
+    for (let k = 0; k < 16; k++) {
+      const data = randomData(n, next);
+      const x = cn.tensor(data, [n], { device });
+      const y = cn.mul(x, 2);
+      x.dispose();
+      const z = cn.tensor(randomData(n, next), [n], { device }); // likely x's block again
+      const got = y.dataSync();
+      const i = got.findIndex((v, j) => !Object.is(v, f32(2 * data[j])));
+      if (i >= 0) problems.push(`upload ${k}: element ${i} is ${got[i]}, expected ${f32(2 * data[i])}`);
+      y.dispose();
+      z.dispose();
+    }
+  } catch (e) {
+    problems.push(`${e?.name}: ${e?.message}`);
+  } finally {
+    for (const t of live) t.dispose();
+  }
+  if (problems.length) {
+    result.status = 'fail';
+    result.detail = problems.slice(0, 4).join('; ');
+  }
+  return result;
+}
+
+/**
  * cn.cuda.compile end to end: a saxpy kernel compiled with NVRTC, launched on `device` between
  * two library ops (so stream order is exercised), compared with the host. 'skipped' with the
  * reason when the device is not a CUDA device or NVRTC was not found.

@@ -14,7 +14,7 @@ Device* make_cuda_device(int, int) {
   fail(ErrorKind::Device, "device: this build of convnet-cuda has no CUDA support");
 }
 
-void cuda_memcpy_blocking(void*, const void*, size_t) {
+void cuda_copy_storage(const StoragePtr&, const StoragePtr&, size_t) {
   fail(ErrorKind::Device, "copy: this build of convnet-cuda has no CUDA support");
 }
 

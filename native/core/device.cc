@@ -15,10 +15,14 @@
 namespace cn {
 
 Storage::~Storage() {
-  if (ptr) device->allocator().release(ptr, rounded);
+  if (!ptr) return;
+  device->before_release(ptr);
+  device->allocator().release(ptr, rounded);
 }
 
-Device::~Device() {
+Device::~Device() { stop_queue(); }
+
+void Device::stop_queue() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
@@ -32,21 +36,26 @@ void Device::start_queue() { thread_ = std::thread([this] { queue_loop(); }); }
 StoragePtr Device::allocate(size_t bytes) {
   size_t rounded = 0;
   void* p = allocator_->allocate(bytes, &rounded);
-  return std::make_shared<Storage>(this, p, bytes, rounded);
+  auto s = std::make_shared<Storage>(this, p, bytes, rounded);
+  s->enqueue_mark = enqueued();
+  return s;
 }
 
 void Device::enqueue(std::function<void()> task, const char* label) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     tasks_.push_back(Task{std::move(task), label});
+    enqueued_.fetch_add(1);
   }
   cv_.notify_one();
 }
 
 namespace {
+// Never destroyed: queue threads outlive static destruction at process exit and may still
+// record a finished task then.
 std::atomic<bool> g_tracing{false};
-std::mutex g_trace_mu;
-std::vector<TraceEvent> g_trace;
+std::mutex& g_trace_mu = *new std::mutex;
+std::vector<TraceEvent>& g_trace = *new std::vector<TraceEvent>;
 const auto g_epoch = std::chrono::steady_clock::now();
 
 double now_us() {
@@ -192,13 +201,6 @@ class CpuDevice : public Device {
   void copy_within(const StoragePtr& dst, const StoragePtr& src, size_t bytes) override {
     enqueue([dst, src, bytes] { std::memcpy(dst->ptr, src->ptr, bytes); });
   }
-  void copy_in_now(const StoragePtr& dst, const StoragePtr& src, size_t bytes) override {
-    if (src->device->kind() == DeviceKind::Cpu) {
-      std::memcpy(dst->ptr, src->ptr, bytes);
-    } else {
-      cuda_memcpy_blocking(dst->ptr, src->ptr, bytes);
-    }
-  }
   ThreadPool* pool() override { return &pool_; }
 
  private:
@@ -286,9 +288,113 @@ std::vector<DeviceInfo> list_devices() {
 // ---------------------------------------------------------------------------------------------
 // Copies between devices
 
-namespace {
-std::mutex g_copy_mu;  // keeps the two halves of each cross-device copy in one global order
+bool CopyMeet::source_arrives() {
+  std::lock_guard<std::mutex> lock(mu_);
+  direct_ = dst_waiting_;
+  return direct_;
 }
+
+void CopyMeet::staged() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    staged_ = true;
+  }
+  cv_.notify_all();
+}
+
+void CopyMeet::done() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    done_ = true;
+  }
+  cv_.notify_all();
+}
+
+void CopyMeet::fail(std::exception_ptr e) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!error_) error_ = e;
+  }
+  cv_.notify_all();
+}
+
+CopyMeet::Path CopyMeet::destination_arrives() {
+  std::unique_lock<std::mutex> lock(mu_);
+  dst_waiting_ = true;
+  cv_.wait(lock, [this] { return staged_ || done_ || error_; });
+  if (error_) std::rethrow_exception(error_);
+  return done_ ? Path::Direct : Path::Staged;
+}
+
+CopyMeet::Path destination_arrives(CopyMeet& meet, const std::string& where) {
+  try {
+    return meet.destination_arrives();
+  } catch (const Error& e) {
+    Error wrapped(e.kind, where + ": the source side failed: " + e.what());
+    wrapped.cuda_name = e.cuda_name;
+    wrapped.device = e.device;
+    wrapped.bytes_asked = e.bytes_asked;
+    wrapped.bytes_free = e.bytes_free;
+    throw wrapped;
+  } catch (const std::exception& e) {
+    fail(ErrorKind::Device, where + ": the source side failed: " + e.what());
+  }
+}
+
+namespace {
+
+// Enqueues both halves under one lock, so every queue meets the halves of all copies in one
+// global order (see CopyMeet: that is what rules out a cycle of waiting queues).
+std::mutex& g_copy_mu = *new std::mutex;
+
+// A CPU-to-CPU copy. The source half copies straight into dst when the destination queue is
+// already waiting at its half (dst is free: that queue ran everything queued before the copy),
+// and otherwise snapshots src into host memory, which the destination half copies from.
+void cpu_copy_storage(const StoragePtr& dst, const StoragePtr& src, size_t bytes) {
+  auto meet = std::make_shared<CopyMeet>();
+  auto snapshot = std::make_shared<std::vector<unsigned char>>();
+  Device* from = src->device;
+  Device* to = dst->device;
+  from->enqueue(
+      [meet, snapshot, dst, src, bytes] {
+        try {
+          if (meet->source_arrives()) {
+            std::memcpy(dst->ptr, src->ptr, bytes);
+            meet->done();
+          } else {
+            const auto* p = static_cast<const unsigned char*>(src->ptr);
+            try {
+              snapshot->assign(p, p + bytes);
+            } catch (const std::bad_alloc&) {
+              Error e(ErrorKind::OutOfMemory, "copy from " + src->device->id() + " to " +
+                                                  dst->device->id() + ": no host memory for a " +
+                                                  std::to_string(bytes) + "-byte snapshot of the source");
+              e.device = src->device->id();
+              e.bytes_asked = static_cast<double>(bytes);
+              throw e;
+            }
+            meet->staged();
+          }
+        } catch (...) {
+          meet->fail(std::current_exception());
+          throw;
+        }
+      },
+      "copy_out");
+  to->enqueue(
+      [meet, snapshot, dst, bytes, from, to] {
+        CopyMeet::Path path =
+            destination_arrives(*meet, "copy from " + from->id() + " to " + to->id());
+        if (path == CopyMeet::Path::Staged) {
+          std::memcpy(dst->ptr, snapshot->data(), bytes);
+          snapshot->clear();
+          snapshot->shrink_to_fit();
+        }
+      },
+      "copy_in");
+}
+
+}  // namespace
 
 void copy_storage(const StoragePtr& dst, const StoragePtr& src, size_t bytes) {
   Device* from = src->device;
@@ -297,37 +403,12 @@ void copy_storage(const StoragePtr& dst, const StoragePtr& src, size_t bytes) {
     from->copy_within(dst, src, bytes);
     return;
   }
-  // The source queue reaches the copy, drains its GPU work and holds still; the destination
-  // queue then copies and lets it go. Holding the source still keeps later in-place work there
-  // (an SGD step, say) from overwriting src mid-copy; the destination writes dst in its own
-  // order, so a reused block is never written while older work there still reads it. The two
-  // halves of every copy are enqueued under one lock, so all queues meet the pairs in the same
-  // order and cannot wait on each other in a cycle.
-  auto ready = std::make_shared<std::promise<void>>();
-  auto done = std::make_shared<std::promise<void>>();
-  std::shared_future<void> ready_f = ready->get_future().share();
-  std::shared_future<void> done_f = done->get_future().share();
   std::lock_guard<std::mutex> lock(g_copy_mu);
-  from->enqueue([from, ready, done_f] {
-    try {
-      from->drain_on_queue();
-    } catch (...) {
-      ready->set_exception(std::current_exception());
-      throw;
-    }
-    ready->set_value();
-    done_f.wait();
-  });
-  to->enqueue([to, dst, src, bytes, ready_f, done] {
-    try {
-      ready_f.get();
-      to->copy_in_now(dst, src, bytes);
-    } catch (...) {
-      done->set_value();
-      throw;
-    }
-    done->set_value();
-  });
+  if (from->kind() == DeviceKind::Cpu && to->kind() == DeviceKind::Cpu) {
+    cpu_copy_storage(dst, src, bytes);
+  } else {
+    cuda_copy_storage(dst, src, bytes);
+  }
 }
 
 }  // namespace cn

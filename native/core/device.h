@@ -9,6 +9,7 @@
 // disposing a tensor in JS while work on it is still queued is safe; the block goes back to the
 // device's caching allocator when the last reference drops.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -34,6 +35,9 @@ struct Storage {
   void* ptr;
   size_t bytes;    // what was asked for
   size_t rounded;  // what the allocator handed out
+  // Device::enqueued() when the storage was made: while it is unchanged (and only the caller
+  // holds the storage) no task can have used the storage.
+  uint64_t enqueue_mark = 0;
   Storage(Device* d, void* p, size_t b, size_t r) : device(d), ptr(p), bytes(b), rounded(r) {}
   ~Storage();
   template <typename T> T* as() const { return static_cast<T*>(ptr); }
@@ -59,6 +63,13 @@ class Device {
   // and raised by the next synchronize() (like CUDA's deferred errors). `label` (a string that
   // lives as long as the process, e.g. an op name) names the task in traces.
   void enqueue(std::function<void()> task, const char* label = nullptr);
+  // How many tasks were ever enqueued here.
+  uint64_t enqueued() const { return enqueued_.load(); }
+  // True when `s` is new to this queue: nothing but the caller holds it and no task was queued
+  // since it was allocated, so no work (queued, or issued to a GPU and still running) uses it.
+  bool untouched(const StoragePtr& s) const {
+    return s.use_count() == 1 && enqueued() == s->enqueue_mark;
+  }
   // Blocks the calling thread until every task queued so far (and its GPU work) is done, then
   // rethrows the first deferred error, if any.
   void synchronize();
@@ -71,9 +82,10 @@ class Device {
   virtual void copy_within(const StoragePtr& dst, const StoragePtr& src, size_t bytes) = 0;
   // Waits on the queue thread until this device's issued GPU work is done (no-op on the CPU).
   virtual void drain_on_queue() {}
-  // Runs on this device's queue thread: copies src (on another device, whose queue is held
-  // still and drained meanwhile) into dst, and returns when the bytes are in.
-  virtual void copy_in_now(const StoragePtr& dst, const StoragePtr& src, size_t bytes) = 0;
+  // Called when a block of this device goes back to the allocator (from any thread). A CUDA
+  // device records on its stream when the work issued so far (the block's last uses) is done,
+  // so a copy on another stream can wait for exactly that before it writes the block again.
+  virtual void before_release(void* ptr) { (void)ptr; }
 
   // The pool a CPU op may split work over (null on CUDA devices).
   virtual ThreadPool* pool() { return nullptr; }
@@ -81,6 +93,9 @@ class Device {
  protected:
   Device(std::string id, DeviceKind kind) : id_(std::move(id)), kind_(kind) {}
   void start_queue();
+  // Runs what is queued, then ends the queue thread (idempotent). A derived destructor calls it
+  // before tearing down what its tasks use.
+  void stop_queue();
   void record_error(std::exception_ptr e);
   std::unique_ptr<CachingAllocator> allocator_;
 
@@ -97,6 +112,7 @@ class Device {
     const char* label;
   };
   std::deque<Task> tasks_;
+  std::atomic<uint64_t> enqueued_{0};
   bool stop_ = false;
   std::exception_ptr error_;
 };
@@ -108,8 +124,42 @@ std::vector<DeviceInfo> list_devices();
 int cpu_device_count();
 
 // Copies src into dst (same size) across or within devices, in the order of both queues: the
-// copy runs on src's queue after the work queued there so far; dst's queue waits for it.
+// copy reads src after the work queued on src's device so far, writes dst after the work
+// queued on dst's device so far, and work queued later on dst's device sees the bytes. Neither
+// queue holds the other: see "Copies between devices" in docs/native.md.
 void copy_storage(const StoragePtr& dst, const StoragePtr& src, size_t bytes);
+
+// The meeting point of the two halves of one cross-device copy: `copy_out`, a task on the
+// source queue, and `copy_in`, a task on the destination queue. The source half never waits:
+// when it runs first it takes a snapshot of src (a staging copy) and goes on; when the
+// destination half is already waiting, it copies straight into dst. The destination half
+// waits (on its own queue thread) for the source half, then finishes the copy from the
+// snapshot, or takes the direct copy as done. Only destination halves wait, each for a source
+// half enqueued at the same moment, so queues cannot wait on each other in a cycle.
+class CopyMeet {
+ public:
+  enum class Path { Direct, Staged };
+  // Source half: true when the destination half already waits, so the caller copies directly
+  // and then calls done(); false when the caller must stage, then call staged().
+  bool source_arrives();
+  void staged();
+  void done();
+  // Either half: the copy failed; the other half raises `e` instead of waiting forever.
+  void fail(std::exception_ptr e);
+  // Destination half: waits until the source half staged its snapshot or finished a direct
+  // copy. Rethrows the source half's failure.
+  Path destination_arrives();
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool dst_waiting_ = false, direct_ = false, staged_ = false, done_ = false;
+  std::exception_ptr error_;
+};
+
+// The destination half's wait on `meet`; a failure of the source half comes out as an Error of
+// the same kind whose message starts with `where` ("copy from cpu:0 to cuda:1").
+CopyMeet::Path destination_arrives(CopyMeet& meet, const std::string& where);
 
 // Tracing: while on, every labelled task records when its queue thread ran it (host time; for
 // CUDA devices that is when the work was issued, not when the GPU ran it).
@@ -132,8 +182,9 @@ BuildFacts build_facts();
 // Implemented in cuda_device.cc when CUDA is built in, else stubs that report why not.
 int cuda_device_count(std::string* why_none);
 Device* make_cuda_device(int logical, int physical);
-// A blocking cudaMemcpy with the direction inferred from the pointers (unified addressing).
-void cuda_memcpy_blocking(void* dst, const void* src, size_t bytes);
+// A copy where at least one side is a CUDA device (see copy_storage; called with the lock that
+// orders the halves of all copies held, so it only enqueues).
+void cuda_copy_storage(const StoragePtr& dst, const StoragePtr& src, size_t bytes);
 void cuda_build_facts(BuildFacts* facts);
 
 }  // namespace cn

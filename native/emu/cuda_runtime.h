@@ -4,8 +4,15 @@
 //
 // Execution model (native/emu/emu.cc):
 //   - A launch checks its configuration like the CUDA runtime (bad grids/blocks set
-//     cudaErrorInvalidConfiguration for cudaGetLastError) and is queued; queued work runs, in
-//     order, at the next synchronising call (cudaStreamSynchronize, cudaMemcpy, cudaFree, ...).
+//     cudaErrorInvalidConfiguration for cudaGetLastError) and is queued on its stream; queued
+//     work runs at the next synchronising call (cudaStreamSynchronize, cudaEventSynchronize,
+//     cudaMemcpy, cudaFree, ...). Each stream runs in order; between streams the only order is
+//     the one events give (cudaEventRecord / cudaStreamWaitEvent): by default the runnable
+//     stream whose next item was queued LAST runs first, so a missing wait shows up as work
+//     running before what it should have waited for (emu_control.h: set_stream_order).
+//   - Devices: one by default; the harness can ask for more and say which pairs allow peer
+//     access (emu_control.h). Events and streams belong to the device current when they were
+//     made; recording an event on another device's stream fails as on a GPU.
 //   - Blocks run one after another. The threads of a block run as fibers (ucontext) on the
 //     calling OS thread, each until it waits: __syncthreads() is a barrier over the block's live
 //     threads, the warp intrinsics (__shfl_*_sync, __syncwarp, __ballot_sync, ...) a barrier
@@ -233,12 +240,18 @@ typedef enum cudaError {
   cudaErrorInsufficientDriver = 35,
   cudaErrorNoDevice = 100,
   cudaErrorInvalidDevice = 101,
+  cudaErrorPeerAccessUnsupported = 217,
+  cudaErrorInvalidResourceHandle = 400,
+  cudaErrorNotReady = 600,
   cudaErrorIllegalAddress = 700,
+  cudaErrorPeerAccessAlreadyEnabled = 704,
   cudaErrorLaunchOutOfResources = 701,
   cudaErrorLaunchFailure = 719,
 } cudaError_t;
 struct CUstream_st;
 typedef CUstream_st* cudaStream_t;
+struct CUevent_st;
+typedef CUevent_st* cudaEvent_t;
 enum cudaMemcpyKind {
   cudaMemcpyHostToHost = 0,
   cudaMemcpyHostToDevice = 1,
@@ -248,6 +261,10 @@ enum cudaMemcpyKind {
 };
 #define cudaStreamDefault 0x00
 #define cudaStreamNonBlocking 0x01
+#define cudaEventDefault 0x00
+#define cudaEventDisableTiming 0x02
+#define cudaHostAllocDefault 0x00
+#define cudaHostAllocPortable 0x01
 struct cudaDeviceProp {
   char name[256];
   size_t totalGlobalMem;
@@ -285,6 +302,19 @@ cudaError_t cudaStreamCreate(cudaStream_t* stream);
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned flags);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned flags = 0);
+cudaError_t cudaEventCreate(cudaEvent_t* event);
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned flags);
+cudaError_t cudaEventDestroy(cudaEvent_t event);
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream = nullptr);
+cudaError_t cudaEventQuery(cudaEvent_t event);
+cudaError_t cudaEventSynchronize(cudaEvent_t event);
+cudaError_t cudaDeviceCanAccessPeer(int* can, int device, int peer);
+cudaError_t cudaDeviceEnablePeerAccess(int peer, unsigned flags);
+cudaError_t cudaMemcpyPeerAsync(void* dst, int dst_device, const void* src, int src_device,
+                                size_t bytes, cudaStream_t stream = nullptr);
+cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned flags);
+cudaError_t cudaFreeHost(void* ptr);
 
 // ---- Kernel launches (the target of prep.py's `kernel<<<cfg>>>(args)` rewrite) --------------
 namespace cn_emu {

@@ -103,10 +103,54 @@ Schedule g_schedule = Schedule::Forward;
 std::mt19937_64 g_rng(1);
 Stats g_stats;
 
-std::recursive_mutex g_mu;  // queue, allocations
-std::deque<std::function<void()>> g_queue;
+std::recursive_mutex g_mu;  // streams, events, allocations, devices
 thread_local cudaError_t g_last_error = cudaSuccess;
 std::map<const void*, size_t> g_allocs;
+std::map<const void*, size_t> g_host_allocs;
+
+// Streams and events. A stream is a FIFO of items; an item is work, an event record, or a
+// wait for an event record (the one most recent when cudaStreamWaitEvent was called).
+struct EventState {
+  int device = 0;
+  uint64_t recorded = 0;   // records issued
+  uint64_t completed = 0;  // the highest record a stream has reached
+};
+struct Item {
+  enum Kind { Work, Record, Wait } kind = Work;
+  std::function<void()> work;
+  std::shared_ptr<EventState> event;
+  uint64_t gen = 0;
+  uint64_t seq = 0;  // submission order over all streams
+};
+struct StreamState {
+  int device = 0;
+  std::deque<Item> items;
+};
+std::map<cudaStream_t, StreamState> g_streams;  // nullptr: the default stream of every device
+uint64_t g_seq = 0;
+StreamOrder g_order = StreamOrder::NewestFirst;
+thread_local int tl_device = 0;
+int g_device_count = 1;
+std::map<std::pair<int, int>, bool> g_peer_capable, g_peer_enabled;
+int g_fail_next_copy = 0;
+
+StreamState& stream_state(cudaStream_t s) {
+  auto it = g_streams.find(s);
+  if (it == g_streams.end()) it = g_streams.emplace(s, StreamState{tl_device, {}}).first;
+  return it->second;
+}
+
+void push(cudaStream_t s, Item it) {
+  std::lock_guard<std::recursive_mutex> lock(g_mu);
+  it.seq = ++g_seq;
+  stream_state(s).items.push_back(std::move(it));
+}
+
+void push_work(cudaStream_t s, std::function<void()> f) {
+  Item it;
+  it.work = std::move(f);
+  push(s, std::move(it));
+}
 
 struct TunableEntry {
   int64_t def = 0;
@@ -454,16 +498,58 @@ void submit(const LaunchConfig& cfg, const char* kernel, const char* where,
   }
   std::lock_guard<std::recursive_mutex> lock(g_mu);
   ++g_stats.launches;
-  g_queue.push_back([cfg, kernel, where, body = std::move(body)] { run_grid(cfg, kernel, where, body); });
+  push_work(cfg.stream, [cfg, kernel, where, body = std::move(body)] { run_grid(cfg, kernel, where, body); });
 }
 
 void drain() {
   std::lock_guard<std::recursive_mutex> lock(g_mu);
-  while (!g_queue.empty()) {
-    std::function<void()> job = std::move(g_queue.front());
-    g_queue.pop_front();
-    job();
+  for (;;) {
+    StreamState* next = nullptr;
+    bool pending = false;
+    for (auto& kv : g_streams) {
+      if (kv.second.items.empty()) continue;
+      pending = true;
+      const Item& head = kv.second.items.front();
+      if (head.kind == Item::Wait && head.event->completed < head.gen) continue;
+      if (!next || (g_order == StreamOrder::NewestFirst ? head.seq > next->items.front().seq
+                                                        : head.seq < next->items.front().seq))
+        next = &kv.second;
+    }
+    if (!next) {
+      if (pending) fault("stream deadlock: every stream with work waits for an event record that no stream will reach");
+      return;
+    }
+    Item it = std::move(next->items.front());
+    next->items.pop_front();
+    if (it.kind == Item::Work) it.work();
+    else if (it.kind == Item::Record) it.event->completed = std::max(it.event->completed, it.gen);
   }
+}
+
+void set_stream_order(StreamOrder o) {
+  std::lock_guard<std::recursive_mutex> lock(g_mu);
+  g_order = o;
+}
+void set_device_count(int n) {
+  std::lock_guard<std::recursive_mutex> lock(g_mu);
+  g_device_count = n;
+}
+void set_peer_capable(int device, int peer, bool can) {
+  std::lock_guard<std::recursive_mutex> lock(g_mu);
+  g_peer_capable[{device, peer}] = can;
+}
+void fail_next_copy(int err) {
+  std::lock_guard<std::recursive_mutex> lock(g_mu);
+  g_fail_next_copy = err;
+}
+
+// A copy call's injected failure (set for cudaGetLastError too), or cudaSuccess.
+cudaError_t take_copy_failure() {
+  std::lock_guard<std::recursive_mutex> lock(g_mu);
+  cudaError_t e = static_cast<cudaError_t>(g_fail_next_copy);
+  g_fail_next_copy = 0;
+  set_error(e);
+  return e;
 }
 
 // ---- Control ------------------------------------------------------------------------------
@@ -502,6 +588,7 @@ Stats stats() {
   Stats s = g_stats;
   s.bytes_allocated = 0;
   for (auto& kv : g_allocs) s.bytes_allocated += kv.second;
+  for (auto& kv : g_host_allocs) s.host_bytes += kv.second;
   return s;
 }
 
@@ -529,6 +616,10 @@ const char* cudaGetErrorName(cudaError_t err) {
     case cudaErrorInsufficientDriver: return "cudaErrorInsufficientDriver";
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorPeerAccessUnsupported: return "cudaErrorPeerAccessUnsupported";
+    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
+    case cudaErrorNotReady: return "cudaErrorNotReady";
+    case cudaErrorPeerAccessAlreadyEnabled: return "cudaErrorPeerAccessAlreadyEnabled";
     case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
     case cudaErrorLaunchOutOfResources: return "cudaErrorLaunchOutOfResources";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
@@ -548,22 +639,28 @@ const char* cudaGetErrorString(cudaError_t err) {
 }
 
 cudaError_t cudaGetDeviceCount(int* count) {
-  *count = 1;
+  std::lock_guard<std::recursive_mutex> lock(cn_emu::g_mu);
+  *count = cn_emu::g_device_count;
   return cudaSuccess;
 }
+static bool valid_device(int device) {
+  std::lock_guard<std::recursive_mutex> lock(cn_emu::g_mu);
+  return device >= 0 && device < cn_emu::g_device_count;
+}
 cudaError_t cudaSetDevice(int device) {
-  if (device != 0) {
+  if (!valid_device(device)) {
     cn_emu::set_error(cudaErrorInvalidDevice);
     return cudaErrorInvalidDevice;
   }
+  cn_emu::tl_device = device;
   return cudaSuccess;
 }
 cudaError_t cudaGetDevice(int* device) {
-  *device = 0;
+  *device = cn_emu::tl_device;
   return cudaSuccess;
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
-  if (device != 0) return cudaErrorInvalidDevice;
+  if (!valid_device(device)) return cudaErrorInvalidDevice;
   *p = cudaDeviceProp{};
   std::snprintf(p->name, sizeof p->name, "CUDA emulator (host fibers)");
   p->totalGlobalMem = cn_emu::kDeviceBytes;
@@ -627,9 +724,73 @@ cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind)
   if (bytes) std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind, cudaStream_t) {
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind,
+                            cudaStream_t stream) {
+  if (cudaError_t e = cn_emu::take_copy_failure()) return e;
+  cn_emu::push_work(stream, [dst, src, bytes] { if (bytes) std::memmove(dst, src, bytes); });
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyPeerAsync(void* dst, int dst_device, const void* src, int src_device,
+                                size_t bytes, cudaStream_t stream) {
+  if (!valid_device(dst_device) || !valid_device(src_device)) {
+    cn_emu::set_error(cudaErrorInvalidDevice);
+    return cudaErrorInvalidDevice;
+  }
+  if (cudaError_t e = cn_emu::take_copy_failure()) return e;
+  {
+    std::lock_guard<std::recursive_mutex> lock(cn_emu::g_mu);
+    if (dst_device != src_device) {
+      ++cn_emu::g_stats.peer_copies;
+      // A GPU copies without peer access too (through the host, slowly): count it.
+      if (!cn_emu::g_peer_enabled[{src_device, dst_device}] && !cn_emu::g_peer_enabled[{dst_device, src_device}])
+        ++cn_emu::g_stats.peer_copies_disabled;
+    }
+  }
+  cn_emu::push_work(stream, [dst, src, bytes] { if (bytes) std::memmove(dst, src, bytes); });
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceCanAccessPeer(int* can, int device, int peer) {
+  if (!valid_device(device) || !valid_device(peer)) return cudaErrorInvalidDevice;
   std::lock_guard<std::recursive_mutex> lock(cn_emu::g_mu);
-  cn_emu::g_queue.push_back([dst, src, bytes] { if (bytes) std::memmove(dst, src, bytes); });
+  *can = device != peer && cn_emu::g_peer_capable[{device, peer}] ? 1 : 0;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceEnablePeerAccess(int peer, unsigned) {
+  std::lock_guard<std::recursive_mutex> lock(cn_emu::g_mu);
+  const int self = cn_emu::tl_device;
+  cudaError_t e = cudaSuccess;
+  if (!valid_device(peer)) e = cudaErrorInvalidDevice;
+  else if (self == peer || !cn_emu::g_peer_capable[{self, peer}]) e = cudaErrorPeerAccessUnsupported;
+  else if (cn_emu::g_peer_enabled[{self, peer}]) e = cudaErrorPeerAccessAlreadyEnabled;
+  else cn_emu::g_peer_enabled[{self, peer}] = true;
+  cn_emu::set_error(e);
+  return e;
+}
+cudaError_t cudaHostAlloc(void** ptr, size_t bytes, unsigned) {
+  void* p = std::malloc(bytes ? bytes : 1);
+  if (!p) {
+    *ptr = nullptr;
+    cn_emu::set_error(cudaErrorMemoryAllocation);
+    return cudaErrorMemoryAllocation;
+  }
+  std::memset(p, 0xff, bytes);
+  std::lock_guard<std::recursive_mutex> lock(cn_emu::g_mu);
+  cn_emu::g_host_allocs[p] = bytes;
+  ++cn_emu::g_stats.host_allocs;
+  *ptr = p;
+  return cudaSuccess;
+}
+cudaError_t cudaFreeHost(void* ptr) {
+  cn_emu::drain();  // like cudaFree, it waits for the device
+  if (!ptr) return cudaSuccess;
+  std::lock_guard<std::recursive_mutex> lock(cn_emu::g_mu);
+  auto it = cn_emu::g_host_allocs.find(ptr);
+  if (it == cn_emu::g_host_allocs.end()) {
+    cn_emu::set_error(cudaErrorInvalidValue);
+    return cudaErrorInvalidValue;
+  }
+  cn_emu::g_host_allocs.erase(it);
+  std::free(ptr);
   return cudaSuccess;
 }
 cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
@@ -637,22 +798,85 @@ cudaError_t cudaMemset(void* dst, int value, size_t bytes) {
   std::memset(dst, value, bytes);
   return cudaSuccess;
 }
-cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t) {
-  std::lock_guard<std::recursive_mutex> lock(cn_emu::g_mu);
-  cn_emu::g_queue.push_back([dst, value, bytes] { std::memset(dst, value, bytes); });
+cudaError_t cudaMemsetAsync(void* dst, int value, size_t bytes, cudaStream_t stream) {
+  cn_emu::push_work(stream, [dst, value, bytes] { std::memset(dst, value, bytes); });
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, 0); }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned) {
   *stream = reinterpret_cast<cudaStream_t>(new char(0));  // a distinct non-null handle
+  std::lock_guard<std::recursive_mutex> lock(cn_emu::g_mu);
+  cn_emu::stream_state(*stream);  // belongs to the current device
   return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   drain();
+  {
+    std::lock_guard<std::recursive_mutex> lock(cn_emu::g_mu);
+    cn_emu::g_streams.erase(stream);
+  }
   delete reinterpret_cast<char*>(stream);
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t) {
   drain();
+  return cudaSuccess;
+}
+
+struct CUevent_st {
+  std::shared_ptr<cn_emu::EventState> state;
+};
+
+cudaError_t cudaEventCreate(cudaEvent_t* event) { return cudaEventCreateWithFlags(event, 0); }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned) {
+  auto* e = new CUevent_st{std::make_shared<cn_emu::EventState>()};
+  e->state->device = cn_emu::tl_device;
+  *event = e;
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  // Records and waits still queued keep the state alive, as CUDA keeps a destroyed event's
+  // pending work valid.
+  std::lock_guard<std::recursive_mutex> lock(cn_emu::g_mu);
+  delete event;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
+  std::lock_guard<std::recursive_mutex> lock(cn_emu::g_mu);
+  if (!event || (stream && cn_emu::stream_state(stream).device != event->state->device)) {
+    cn_emu::set_error(cudaErrorInvalidResourceHandle);
+    return cudaErrorInvalidResourceHandle;
+  }
+  cn_emu::Item it;
+  it.kind = cn_emu::Item::Record;
+  it.event = event->state;
+  it.gen = ++event->state->recorded;
+  ++cn_emu::g_stats.events_recorded;
+  cn_emu::push(stream, std::move(it));
+  return cudaSuccess;
+}
+cudaError_t cudaEventQuery(cudaEvent_t event) {
+  std::lock_guard<std::recursive_mutex> lock(cn_emu::g_mu);
+  if (event->state->completed >= event->state->recorded) return cudaSuccess;
+  cn_emu::set_error(cudaErrorNotReady);
+  return cudaErrorNotReady;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t) {
+  drain();
+  return cudaSuccess;
+}
+cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned) {
+  std::lock_guard<std::recursive_mutex> lock(cn_emu::g_mu);
+  if (!event) {
+    cn_emu::set_error(cudaErrorInvalidResourceHandle);
+    return cudaErrorInvalidResourceHandle;
+  }
+  ++cn_emu::g_stats.event_waits;
+  if (event->state->recorded == 0) return cudaSuccess;  // never recorded: nothing to wait for
+  cn_emu::Item it;
+  it.kind = cn_emu::Item::Wait;
+  it.event = event->state;
+  it.gen = event->state->recorded;
+  cn_emu::push(stream, std::move(it));
   return cudaSuccess;
 }

@@ -8,7 +8,7 @@
 // Exit status 0 when every op passes. Options:
 //   --seed N      random seed (default 1)
 //   --cases N     random cases per op (default 24; edge cases come on top)
-//   --only NAME   just this op (repeatable)
+//   --only NAME   just this op (repeatable; 'copies' for the copy and upload checks)
 //   --self-test   instead of the comparison run: checks that the harness and the emulation
 //                 catch what they are meant to catch (see self_test()); exit 0 when they do.
 //   --verbose     print every case
@@ -24,11 +24,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <future>
 #include <limits>
 #include <map>
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cuda_runtime.h"
@@ -1098,6 +1100,241 @@ int self_test(const Devices& dev, uint64_t seed) {
   return failures ? 1 : 0;
 }
 
+// ---- Copies between devices and uploads ----------------------------------------------------
+// The real copy_storage / CudaDevice::upload on emulated GPUs: two logical devices on one GPU
+// (Same), two GPUs with peer access (Peer), two without (Host), CUDA <-> CPU and CPU <-> CPU.
+// Streams of the emulation run newest-first, so a missing event wait shows as a wrong value.
+// Queue threads are made busy with host sleeps to force either half of a copy to arrive first.
+
+void sleep_task(Device* d, int ms) {
+  d->enqueue([ms] { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); });
+}
+
+// Writes every byte of s in d's queue order (on d's stream for a GPU).
+void fill_bytes(Device* d, const StoragePtr& s, int byte) {
+  d->enqueue([d, s, byte] {
+    if (d->kind() == cn::DeviceKind::Cuda) {
+      auto* g = static_cast<cn::CudaDevice*>(d);
+      g->activate();
+      cudaMemsetAsync(s->ptr, byte, s->bytes, g->stream());
+    } else {
+      std::memset(s->ptr, byte, s->bytes);
+    }
+  });
+}
+
+// Waits until d's queue thread has issued everything queued so far (the GPU may not have run it).
+void reach(Device* d) {
+  auto p = std::make_shared<std::promise<void>>();
+  auto f = p->get_future();
+  d->enqueue([p] { p->set_value(); });
+  f.wait();
+}
+
+StoragePtr upload_of(Device* d, const std::vector<uint32_t>& words) {
+  StoragePtr s = d->allocate(words.size() * 4);
+  d->upload(s, words.data(), words.size() * 4);
+  return s;
+}
+
+std::vector<uint32_t> read_words(Device* d, const StoragePtr& s) {
+  std::vector<uint32_t> out(s->bytes / 4);
+  d->download(s, out.data(), s->bytes);
+  d->synchronize();
+  return out;
+}
+
+std::vector<uint32_t> random_words(Rng& r, size_t n) {
+  std::vector<uint32_t> w(n);
+  for (auto& x : w) x = static_cast<uint32_t>(r.g());
+  return w;
+}
+
+std::vector<uint32_t> pattern(int byte, size_t n) {
+  uint32_t b = static_cast<uint32_t>(byte) & 0xff;
+  return std::vector<uint32_t>(n, b | b << 8 | b << 16 | b << 24);
+}
+
+struct CopyReport {
+  int cases = 0;
+  std::vector<std::string> failures;
+  void expect(bool ok, const std::string& what) {
+    ++cases;
+    if (!ok && failures.size() < 8) failures.push_back(what);
+  }
+};
+
+// Chains A -> B -> A under the hazards: dst written by B just before the copy, src written by A
+// just after it, dst read (copy_within) and overwritten by B after the copy back was queued.
+void copy_round_trips(Device* a, Device* b, Rng& r, CopyReport& rep) {
+  for (int busy = 0; busy < 3; ++busy) {
+    for (int round = 0; round < 3; ++round) {
+      const size_t n = static_cast<size_t>(r.coin(0.3) ? r.range(1, 8) : r.range(100, 50000));
+      const std::string tag = fmt("%s->%s n=%zu busy=%s", a->id().c_str(), b->id().c_str(), n,
+                                  busy == 0 ? "none" : busy == 1 ? "source" : "destination");
+      std::vector<uint32_t> u = random_words(r, n);
+      StoragePtr x = upload_of(a, u);
+      StoragePtr y = b->allocate(n * 4);
+      fill_bytes(b, y, 0x11);
+      if (busy == 1) sleep_task(a, 15);
+      if (busy == 2) sleep_task(b, 15);
+      cn::copy_storage(y, x, n * 4);
+      fill_bytes(a, x, 0x22);
+      StoragePtr z = a->allocate(n * 4);
+      cn::copy_storage(z, y, n * 4);
+      StoragePtr y2 = b->allocate(n * 4);
+      b->copy_within(y2, y, n * 4);
+      fill_bytes(b, y, 0x33);
+      rep.expect(read_words(b, y2) == u, tag + ": the copy's destination");
+      rep.expect(read_words(a, z) == u, tag + ": the copy back");
+      rep.expect(read_words(a, x) == pattern(0x22, n), tag + ": the source written after the copy");
+      rep.expect(read_words(b, y) == pattern(0x33, n), tag + ": the destination written after the copy back");
+    }
+  }
+}
+
+// A failing copy call on either side: a typed error naming the copy on some synchronize(), no
+// hang, and the next copy works.
+void copy_failure(Device* a, Device* b, Rng& r, CopyReport& rep) {
+  for (int busy = 1; busy <= 2; ++busy) {
+    const size_t n = 777;
+    std::vector<uint32_t> u = random_words(r, n);
+    StoragePtr x = upload_of(a, u);
+    StoragePtr y = b->allocate(n * 4);
+    a->synchronize();
+    b->synchronize();
+    sleep_task(busy == 1 ? a : b, 10);
+    cn_emu::fail_next_copy(cudaErrorIllegalAddress);
+    cn::copy_storage(y, x, n * 4);
+    std::string msgs;
+    bool typed = false;
+    for (Device* d : {b, a}) {
+      try {
+        d->synchronize();
+      } catch (const cn::Error& e) {
+        msgs += std::string(e.what()) + " | ";
+        typed = typed || (e.kind == cn::ErrorKind::Cuda && e.cuda_name == "cudaErrorIllegalAddress");
+      }
+    }
+    cn_emu::fail_next_copy(0);
+    const std::string where = "copy from " + a->id() + " to " + b->id() + ": ";
+    rep.expect(typed && msgs.find(where) != std::string::npos,
+               fmt("%s->%s busy=%d: a failed copy raises a CudaError naming it, got '%s'",
+                   a->id().c_str(), b->id().c_str(), busy, msgs.c_str()));
+    if (msgs.find("the source side failed") != std::string::npos)
+      rep.expect(msgs.find(where + "the source side failed: ") != std::string::npos,
+                 "the destination's error names the copy: " + msgs);
+    cn::copy_storage(y, x, n * 4);
+    rep.expect(read_words(b, y) == u, a->id() + "->" + b->id() + ": a copy after a failed one");
+  }
+}
+
+// Both ends dropped right after the copy is queued: every block goes back to its allocator.
+void copy_dispose(Device* a, Device* b, Rng& r, CopyReport& rep) {
+  a->synchronize();
+  b->synchronize();
+  const size_t a0 = a->allocator().stats().in_use, b0 = b->allocator().stats().in_use;
+  for (int k = 0; k < 4; ++k) {
+    const size_t n = static_cast<size_t>(r.range(1, 20000));
+    StoragePtr x = upload_of(a, random_words(r, n));
+    StoragePtr y = b->allocate(n * 4);
+    sleep_task(k % 2 ? a : b, 5);
+    cn::copy_storage(y, x, n * 4);
+    x.reset();
+    y.reset();
+  }
+  b->synchronize();  // its halves may hand the source's staging back to the source queue
+  a->synchronize();
+  rep.expect(a->allocator().stats().in_use == a0 && b->allocator().stats().in_use == b0,
+             a->id() + "->" + b->id() + ": blocks left in use after disposing mid-copy");
+}
+
+// Uploads on the upload stream: into a fresh tensor whose block the compute stream still reads
+// (reuse after release), and into a tensor with queued reads.
+void upload_hazards(cn::CudaDevice* g, Rng& r, CopyReport& rep) {
+  for (int round = 0; round < 4; ++round) {
+    const size_t n = static_cast<size_t>(r.range(1, 30000));
+    std::vector<uint32_t> u1 = random_words(r, n), u2 = random_words(r, n), u3 = random_words(r, n);
+    g->synchronize();
+    StoragePtr t1 = upload_of(g, u1);
+    StoragePtr t2 = g->allocate(n * 4);
+    g->copy_within(t2, t1, n * 4);  // reads t1 on the compute stream
+    void* old = t1->ptr;
+    t1.reset();
+    reach(g);  // the queue has issued the read and released t1's block; the GPU has not run it
+    StoragePtr t3 = g->allocate(n * 4);
+    rep.expect(t3->ptr == old, "upload: the allocator hands the released block out again");
+    g->upload(t3, u2.data(), n * 4);  // fresh: waits only for the block's release event
+    StoragePtr t4 = g->allocate(n * 4);
+    g->copy_within(t4, t2, n * 4);
+    g->upload(t2, u3.data(), n * 4);  // t2 has a queued read: waits for the compute stream
+    rep.expect(read_words(g, t4) == u1, "upload: a read queued before an upload into its source");
+    rep.expect(read_words(g, t3) == u2, "upload: into a reused block");
+    rep.expect(read_words(g, t2) == u3, "upload: into a tensor with queued reads");
+  }
+}
+
+// Returns the number of failed checks; prints one line per link.
+int check_copies(uint64_t seed, bool verbose) {
+  cn_emu::set_device_count(4);
+  cn_emu::set_peer_capable(0, 1, true);
+  cn_emu::set_peer_capable(1, 0, true);
+  int failed = 0;
+  {
+    cn::CudaDevice g0(30, 0), g1(31, 1), g2(32, 2), g3(33, 3), v0(34, 0);
+    Device* cpu0 = cn::get_device("cpu:0");
+    Device* cpu1 = cn::get_device("cpu:1");
+    struct Link {
+      const char* name;
+      Device *a, *b;
+    };
+    const Link links[] = {{"copies-same-gpu", &g0, &v0}, {"copies-peer", &g0, &g1},
+                          {"copies-staged", &g2, &g3},   {"copies-cuda-cpu", &g2, cpu0},
+                          {"copies-cpu-cpu", cpu0, cpu1}, {"copies-upload", &g1, &g1}};
+    for (const Link& l : links) {
+      const auto t0 = std::chrono::steady_clock::now();
+      const cn_emu::Stats s0 = cn_emu::stats();
+      Rng r(seed * 31337 + std::hash<std::string>()(l.name));
+      CopyReport rep;
+      if (l.a == l.b) {
+        upload_hazards(static_cast<cn::CudaDevice*>(l.a), r, rep);
+      } else {
+        copy_round_trips(l.a, l.b, r, rep);
+        copy_round_trips(l.b, l.a, r, rep);
+        if (l.a->kind() == cn::DeviceKind::Cuda || l.b->kind() == cn::DeviceKind::Cuda) {
+          copy_failure(l.a, l.b, r, rep);
+          copy_failure(l.b, l.a, r, rep);
+        }
+        copy_dispose(l.a, l.b, r, rep);
+        copy_dispose(l.b, l.a, r, rep);
+      }
+      const cn_emu::Stats s1 = cn_emu::stats();
+      const uint64_t peer = s1.peer_copies - s0.peer_copies;
+      const uint64_t peer_off = s1.peer_copies_disabled - s0.peer_copies_disabled;
+      const std::string link = l.name;
+      if (link == "copies-peer") rep.expect(peer > 0 && peer_off == 0, fmt("peer copies %" PRIu64 ", without peer access %" PRIu64, peer, peer_off));
+      else rep.expect(peer == 0, fmt("%" PRIu64 " peer copies where none belong", peer));
+      const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      std::printf("%s %-24s checks=%d events=%" PRIu64 " waits=%" PRIu64 " peer_copies=%" PRIu64
+                  " host_allocs=%" PRIu64 " %.2fs\n",
+                  rep.failures.empty() ? "ok  " : "FAIL", l.name, rep.cases,
+                  s1.events_recorded - s0.events_recorded, s1.event_waits - s0.event_waits, peer,
+                  s1.host_allocs - s0.host_allocs, secs);
+      for (const std::string& f : rep.failures) std::printf("  mismatch %s: %s\n", l.name, f.c_str());
+      if (verbose) std::printf("  %s: %s <-> %s\n", l.name, l.a->id().c_str(), l.b->id().c_str());
+      if (!rep.failures.empty()) ++failed;
+    }
+    for (Device* d : {static_cast<Device*>(&g0), static_cast<Device*>(&g1), static_cast<Device*>(&g2),
+                      static_cast<Device*>(&g3), static_cast<Device*>(&v0)}) {
+      d->synchronize();
+    }
+    cpu0->synchronize();
+    cpu1->synchronize();
+  }
+  cn_emu::set_device_count(1);
+  return failed;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -1203,6 +1440,7 @@ int main(int argc, char** argv) {
                 g.ok ? "ok  " : "FAIL", "sgemm_cuda", g.cases, g.max_err, secs);
     if (!g.ok) ++failed_ops;
   }
+  if (only.empty() || only.count("copies")) failed_ops += check_copies(seed, verbose);
   const cn_emu::Stats st = cn_emu::stats();
   if (st.bytes_allocated != 0) {
     std::printf("FAIL leak: %" PRIu64 " bytes of emulated device memory still allocated\n", st.bytes_allocated);
