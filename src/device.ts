@@ -190,7 +190,13 @@ export function emptyCache(device: string): void {
 export interface TraceEvent {
   /** The device whose queue ran the op, e.g. `'cuda:0'`. */
   device: string;
-  /** The native op's name, e.g. `conv2d_forward`. */
+  /**
+   * The native op's name, e.g. `conv2d_forward`. A copy between devices shows as two events:
+   * `copy_out` on the source device (reading the source: a direct copy, or a snapshot of it)
+   * and `copy_in` on the destination (waiting for the source half, then finishing the copy).
+   * On CUDA devices host-to-device uploads show as `upload` and device-to-host reads as
+   * `download`.
+   */
   op: string;
   /** When the op started, in microseconds. */
   start: number;
