@@ -5,7 +5,9 @@
  * self-test (the harness must catch injected mismatches, a missing __syncthreads, deadlocks,
  * bad shuffles), then runs every op of the op table that has a CUDA launcher against its CPU
  * implementation on random shapes with NaN-poisoned outputs. Every CUDA op of
- * native/ops/registry.cc must come out 'ok'.
+ * native/ops/registry.cc must come out 'ok', and so must the copies between emulated devices
+ * (two logical devices on one GPU, peer-to-peer, staged through host memory, GPU <-> CPU) and
+ * the uploads, whose streams the emulation runs newest-first so a missing event wait shows.
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -44,6 +46,9 @@ describe.skipIf(process.platform !== 'linux')('CUDA kernels under the host emula
     expect(out, tail).toMatch(/^PASSED: /m);
     const missing = ops.filter((op) => !new RegExp(`^ok\\s+${op}\\s`, 'm').test(out));
     expect(missing, `ops without an 'ok' line:\n${tail}`).toEqual([]);
+    // The copies between emulated devices and the uploads (copy_storage, CudaDevice::upload).
+    const links = ['copies-same-gpu', 'copies-peer', 'copies-staged', 'copies-cuda-cpu', 'copies-cpu-cpu', 'copies-upload'];
+    expect(links.filter((l) => !new RegExp(`^ok\\s+${l}\\s`, 'm').test(out)), tail).toEqual([]);
     expect(out, tail).not.toMatch(/^FAIL /m);
   }, 660_000);
 });

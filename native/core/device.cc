@@ -290,8 +290,7 @@ std::vector<DeviceInfo> list_devices() {
 
 bool CopyMeet::source_arrives() {
   std::lock_guard<std::mutex> lock(mu_);
-  direct_ = dst_waiting_;
-  return direct_;
+  return dst_waiting_;
 }
 
 void CopyMeet::staged() {

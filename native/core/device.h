@@ -153,7 +153,7 @@ class CopyMeet {
  private:
   std::mutex mu_;
   std::condition_variable cv_;
-  bool dst_waiting_ = false, direct_ = false, staged_ = false, done_ = false;
+  bool dst_waiting_ = false, staged_ = false, done_ = false;
   std::exception_ptr error_;
 };
 
