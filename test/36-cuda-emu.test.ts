@@ -47,7 +47,7 @@ describe.skipIf(process.platform !== 'linux')('CUDA kernels under the host emula
     const missing = ops.filter((op) => !new RegExp(`^ok\\s+${op}\\s`, 'm').test(out));
     expect(missing, `ops without an 'ok' line:\n${tail}`).toEqual([]);
     // The copies between emulated devices and the uploads (copy_storage, CudaDevice::upload).
-    const links = ['copies-same-gpu', 'copies-peer', 'copies-staged', 'copies-cuda-cpu', 'copies-cpu-cpu', 'copies-upload'];
+    const links = ['copies-same-gpu', 'copies-peer', 'copies-staged', 'copies-cuda-cpu', 'copies-cpu-cpu', 'copies-upload', 'copies-exit'];
     expect(links.filter((l) => !new RegExp(`^ok\\s+${l}\\s`, 'm').test(out)), tail).toEqual([]);
     expect(out, tail).not.toMatch(/^FAIL /m);
   }, 660_000);

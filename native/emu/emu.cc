@@ -103,10 +103,11 @@ Schedule g_schedule = Schedule::Forward;
 std::mt19937_64 g_rng(1);
 Stats g_stats;
 
-std::recursive_mutex g_mu;  // streams, events, allocations, devices
+// Never destroyed: queue threads of a process that exits with work queued may still call in.
+std::recursive_mutex& g_mu = *new std::recursive_mutex;  // streams, events, allocations, devices
 thread_local cudaError_t g_last_error = cudaSuccess;
-std::map<const void*, size_t> g_allocs;
-std::map<const void*, size_t> g_host_allocs;
+std::map<const void*, size_t>& g_allocs = *new std::map<const void*, size_t>;
+std::map<const void*, size_t>& g_host_allocs = *new std::map<const void*, size_t>;
 
 // Streams and events. A stream is a FIFO of items; an item is work, an event record, or a
 // wait for an event record (the one most recent when cudaStreamWaitEvent was called).
@@ -126,12 +127,13 @@ struct StreamState {
   int device = 0;
   std::deque<Item> items;
 };
-std::map<cudaStream_t, StreamState> g_streams;  // nullptr: the default stream of every device
+std::map<cudaStream_t, StreamState>& g_streams = *new std::map<cudaStream_t, StreamState>;  // nullptr: the default stream of every device
 uint64_t g_seq = 0;
 StreamOrder g_order = StreamOrder::NewestFirst;
 thread_local int tl_device = 0;
 int g_device_count = 1;
-std::map<std::pair<int, int>, bool> g_peer_capable, g_peer_enabled;
+std::map<std::pair<int, int>, bool>& g_peer_capable = *new std::map<std::pair<int, int>, bool>;
+std::map<std::pair<int, int>, bool>& g_peer_enabled = *new std::map<std::pair<int, int>, bool>;
 int g_fail_next_copy = 0;
 
 StreamState& stream_state(cudaStream_t s) {

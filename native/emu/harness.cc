@@ -1256,6 +1256,7 @@ void upload_hazards(cn::CudaDevice* g, Rng& r, CopyReport& rep) {
     const size_t n = static_cast<size_t>(r.range(1, 30000));
     std::vector<uint32_t> u1 = random_words(r, n), u2 = random_words(r, n), u3 = random_words(r, n);
     g->synchronize();
+    g->allocator().empty_cache();  // so the block t1 releases is the only one of its size cached
     StoragePtr t1 = upload_of(g, u1);
     StoragePtr t2 = g->allocate(n * 4);
     g->copy_within(t2, t1, n * 4);  // reads t1 on the compute stream
@@ -1330,6 +1331,42 @@ int check_copies(uint64_t seed, bool verbose) {
     }
     cpu0->synchronize();
     cpu1->synchronize();
+  }
+  // Process exit with copies still queued in every direction between GPUs that live as long
+  // as the process (as the addon's devices do): the child must exit 0, not hang or crash.
+  {
+    const auto t0 = std::chrono::steady_clock::now();
+    CopyReport rep;
+    std::fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+      alarm(60);
+      Rng r(seed * 4241);
+      Device* devs[3];
+      for (int i = 0; i < 3; ++i) devs[i] = new cn::CudaDevice(40 + i, i);  // never freed
+      std::vector<StoragePtr> keep;
+      for (int k = 0; k < 24; ++k) {
+        Device* a = devs[k % 3];
+        Device* b = devs[(k + 1 + k / 3 % 2) % 3];
+        const size_t n = static_cast<size_t>(r.range(1, 20000));
+        StoragePtr x = upload_of(a, random_words(r, n));
+        StoragePtr y = b->allocate(n * 4);
+        if (r.coin()) sleep_task(r.coin() ? a : b, 3);
+        cn::copy_storage(y, x, n * 4);
+        if (r.coin()) keep.push_back(y);
+      }
+      std::exit(0);
+    }
+    int status = 0;
+    waitpid(pid, &status, 0);
+    rep.expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+               WIFSIGNALED(status) ? fmt("the child died of signal %d", WTERMSIG(status))
+                                   : fmt("the child exited with %d", WEXITSTATUS(status)));
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("%s %-24s checks=%d %.2fs\n", rep.failures.empty() ? "ok  " : "FAIL", "copies-exit",
+                rep.cases, secs);
+    for (const std::string& f : rep.failures) std::printf("  mismatch copies-exit: %s\n", f.c_str());
+    if (!rep.failures.empty()) ++failed;
   }
   cn_emu::set_device_count(1);
   return failed;
