@@ -62,7 +62,7 @@ units=()   # "source|flags-name"
 for f in "${cu_files[@]}"; do units+=("$out/gen/$f.cc|dev"); done
 units+=("$out/gen/emu/selftest_kernels.cu.cc|dev")
 units+=("$here/emu.cc|dev" "$here/harness.cc|host")
-for f in "$root"/native/ops/*_cpu.cc; do units+=("$f|host"); done
+for f in "$root"/native/ops/*_cpu.cc "$root"/native/ops/*_cpu_*.cc; do units+=("$f|host"); done
 for f in registry.cc; do units+=("$root/native/ops/$f|host"); done
 for f in parallel.cc allocator.cc device.cc cuda_device.cc; do units+=("$root/native/core/$f|host"); done
 
