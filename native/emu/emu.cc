@@ -208,9 +208,12 @@ Fiber* current(const char* what) {
   return g_cur;
 }
 
+void async_thread_exit(unsigned linear);
+
 void fiber_exit_bookkeeping() {
   Grid& g = *g_grid;
   Fiber* f = g_cur;
+  async_thread_exit(f->linear);
   --g.live;
   --g.bar.expected;
   if (g.bar.arrived > 0 && g.bar.arrived == g.bar.expected) {
@@ -332,6 +335,84 @@ void set_error(cudaError_t e) {
   }
   std::fflush(stderr);
   std::abort();
+}
+
+// ---- Asynchronous copies (see cuda_runtime.h) -------------------------------------------------
+
+namespace {
+
+struct AsyncCopy {
+  void* dst;
+  const void* src;
+  size_t bytes, zfill;
+};
+struct AsyncThread {
+  std::vector<AsyncCopy> open;                  // issued, not yet committed
+  std::deque<std::vector<AsyncCopy>> groups;    // committed, oldest first, not yet complete
+};
+std::vector<AsyncThread> g_async;  // by the thread's linear index in the running block
+
+AsyncThread& async_state(const char* what) {
+  Fiber* f = current(what);
+  if (g_async.size() <= f->linear) g_async.resize(f->linear + 1);
+  return g_async[f->linear];
+}
+
+bool in_block_shared(const void* p, size_t n) {
+  const char* c = static_cast<const char*>(p);
+  for (const SharedVar& v : g_grid->shared) {
+    const char* b = static_cast<const char*>(v.ptr);
+    if (c >= b && c + n <= b + v.bytes) return true;
+  }
+  const char* d = static_cast<const char*>(g_grid->dyn_shared);
+  return d && c >= d && c + n <= d + g_grid->smem;
+}
+
+void perform(const AsyncCopy& a) {
+  const size_t read = a.bytes - a.zfill;
+  if (read > 0) std::memcpy(a.dst, a.src, read);
+  if (a.zfill > 0) std::memset(static_cast<char*>(a.dst) + read, 0, a.zfill);
+}
+
+void async_thread_exit(unsigned linear) {
+  if (linear >= g_async.size()) return;
+  AsyncThread& t = g_async[linear];
+  size_t pending = t.open.size();
+  for (const auto& grp : t.groups) pending += grp.size();
+  t.open.clear();
+  t.groups.clear();
+  if (pending > 0)
+    fault(fmt("thread exited with %zu asynchronous copies (__pipeline_memcpy_async) never waited "
+              "for", pending));
+}
+
+}  // namespace
+
+void async_copy(void* dst, const void* src, size_t bytes, size_t zfill) {
+  AsyncThread& t = async_state("__pipeline_memcpy_async");
+  if (bytes != 4 && bytes != 8 && bytes != 16)
+    fault(fmt("__pipeline_memcpy_async of %zu bytes (4, 8 or 16 allowed)", bytes));
+  if (zfill > bytes) fault(fmt("__pipeline_memcpy_async zero-fills %zu of %zu bytes", zfill, bytes));
+  if (reinterpret_cast<uintptr_t>(dst) % bytes || (zfill < bytes && reinterpret_cast<uintptr_t>(src) % bytes))
+    fault(fmt("__pipeline_memcpy_async of %zu bytes with a misaligned address (dst %p, src %p)",
+              bytes, dst, src));
+  if (!in_block_shared(dst, bytes))
+    fault(fmt("__pipeline_memcpy_async destination %p is not in the block's shared memory", dst));
+  t.open.push_back({dst, src, bytes, zfill});
+}
+
+void async_commit() {
+  AsyncThread& t = async_state("__pipeline_commit");
+  t.groups.push_back(std::move(t.open));
+  t.open.clear();
+}
+
+void async_wait_prior(size_t pending) {
+  AsyncThread& t = async_state("__pipeline_wait_prior");
+  while (t.groups.size() > pending) {
+    for (const AsyncCopy& a : t.groups.front()) perform(a);
+    t.groups.pop_front();
+  }
 }
 
 void syncthreads() {
