@@ -345,6 +345,7 @@ struct AsyncCopy {
   void* dst;
   const void* src;
   size_t bytes, zfill;
+  bool done;  // landed at issue (see async_copy)
 };
 struct AsyncThread {
   std::vector<AsyncCopy> open;                  // issued, not yet committed
@@ -369,6 +370,7 @@ bool in_block_shared(const void* p, size_t n) {
 }
 
 void perform(const AsyncCopy& a) {
+  if (a.done) return;
   const size_t read = a.bytes - a.zfill;
   if (read > 0) std::memcpy(a.dst, a.src, read);
   if (a.zfill > 0) std::memset(static_cast<char*>(a.dst) + read, 0, a.zfill);
@@ -398,7 +400,18 @@ void async_copy(void* dst, const void* src, size_t bytes, size_t zfill) {
               bytes, dst, src));
   if (!in_block_shared(dst, bytes))
     fault(fmt("__pipeline_memcpy_async destination %p is not in the block's shared memory", dst));
-  t.open.push_back({dst, src, bytes, zfill});
+  // When the copy lands: the schedule picks between the latest legal moment (forward: at the
+  // wait that completes its group, so a read before the wait sees old data), the earliest
+  // (reverse: at issue, so a refill of a buffer other threads still read shows) and a coin
+  // flip per copy (shuffle).
+  const bool now = g_schedule == Schedule::Reverse ||
+                   (g_schedule == Schedule::Shuffle && (g_rng() & 1));
+  AsyncCopy a{dst, src, bytes, zfill, false};
+  if (now) {
+    perform(a);
+    a.done = true;
+  }
+  t.open.push_back(a);
 }
 
 void async_commit() {

@@ -246,15 +246,22 @@ std::vector<Result> run_semantics_checks() {
     uint32_t *before = dev_alloc<uint32_t>(64), *after_b = dev_alloc<uint32_t>(64);
     float *after_a = dev_alloc<float>(64), *final_b = dev_alloc<float>(64);
     float *final_q = dev_alloc<float>(256), *neighbour = dev_alloc<float>(64);
-    bool pending = true, older = true, newer = true, zero = true, partial = true, shared = true;
+    bool pending = true, older = true, newer = true, early = true, zero = true, partial = true,
+         shared = true;
     for (Schedule s : {Schedule::Forward, Schedule::Reverse, Schedule::Shuffle}) {
       cn_emu::set_schedule(s, 3);
       async_copies<<<2, 64>>>(src, before, after_a, after_b, final_b, final_q, neighbour);
       cudaDeviceSynchronize();
       for (int t = 0; t < 64; ++t) {
-        pending &= before[t] == 0xffffffffu;
+        if (s == Schedule::Forward) {  // at the latest moment
+          pending &= before[t] == 0xffffffffu;
+          newer &= after_b[t] == 0xffffffffu;
+        } else if (s == Schedule::Reverse) {  // at issue
+          uint32_t want;
+          std::memcpy(&want, &src[t], 4);
+          early &= before[t] == want && after_b[t] == 0u;
+        }
         older &= after_a[t] == src[t];
-        newer &= after_b[t] == 0xffffffffu;
         zero &= final_b[t] == 0.0f;
         partial &= final_q[4 * t] == src[4 * t] && final_q[4 * t + 1] == src[4 * t + 1] &&
                    final_q[4 * t + 2] == 0.0f && final_q[4 * t + 3] == 0.0f;
@@ -262,7 +269,8 @@ std::vector<Result> run_semantics_checks() {
       }
     }
     cn_emu::set_schedule(Schedule::Forward);
-    res.push_back({"cp.async: the destination keeps its old bytes until a wait", pending, ""});
+    res.push_back({"cp.async: the destination keeps its old bytes until a wait (forward)", pending, ""});
+    res.push_back({"cp.async: copies land at issue (reverse schedule)", early, ""});
     res.push_back({"cp.async: __pipeline_wait_prior(1) completes all but the newest group", older && newer, ""});
     res.push_back({"cp.async: zfill zero-fills (all or the tail of a 16-byte copy)", zero && partial, ""});
     res.push_back({"cp.async: after the wait and a barrier other threads see the data", shared, ""});
