@@ -71,13 +71,18 @@ constexpr int64_t kFilterSplitBlocks = 512;                // blocks aimed at in
 constexpr int64_t kFilterSplitDepth = 512;                 // at least this much K per split
 constexpr int64_t kFilterPartialFloats = int64_t(64) << 20;  // partial sums budget (256 MiB)
 
+// kMinBlocks: blocks per SM promised to ptxas (__launch_bounds__), which caps the registers at
+// 65536 / (kThreads * kMinBlocks): 255 for the large tile (its 64 accumulators need ~130-160),
+// 128 for the small one (without the hint ptxas aims at 64 on sm_90 and spills).
 struct TileLarge {
   static constexpr int kBM = 128, kBN = 128, kTM = 8, kTN = 8;
   static constexpr int kThreads = (kBM / kTM) * (kBN / kTN);
+  static constexpr int kMinBlocks = 1;
 };
 struct TileSmall {
   static constexpr int kBM = 64, kBN = 64, kTM = 4, kTN = 4;
   static constexpr int kThreads = (kBM / kTM) * (kBN / kTN);
+  static constexpr int kMinBlocks = 2;
 };
 
 // ---- copies into shared memory --------------------------------------------------------------
@@ -348,7 +353,7 @@ struct ConvBackwardFilter {
 // C [M, N] = A [M, K] * B [K, N] over k in [k_begin, k_end) for the view's block z, written
 // through the view's epilogue. See the file comment for the mapping and the pipeline.
 template <class View, class Tile, bool kVecA>
-__global__ void __launch_bounds__(Tile::kThreads) conv_igemm_kernel(View view) {
+__global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks) conv_igemm_kernel(View view) {
   constexpr int BM = Tile::kBM, BN = Tile::kBN, TM = Tile::kTM, TN = Tile::kTN;
   constexpr int T = Tile::kThreads;
   constexpr int SA = kBK * BM / T;          // scalar A elements per thread per stage

@@ -37,7 +37,7 @@ function convVersion(op: string, v: unknown): number {
     const env = process.env.CONVNET_CONV_VERSION;
     if (env === undefined || env === '') return 0;
     if (env === '1' || env === '2') return Number(env);
-    throw new ShapeError(`${op}: the environment variable CONVNET_CONV_VERSION must be 1 or 2, received ${JSON.stringify(env)}`);
+    throw new ShapeError(`${op}: the environment variable CONVNET_CONV_VERSION must be 1 or 2, received ${describe(env)}`);
   }
   if (v === 1 || v === 2) return v;
   throw new ShapeError(`${op}: version must be 1 or 2, received ${describe(v)}`);
