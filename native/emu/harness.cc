@@ -491,7 +491,8 @@ cn::Conv2dShape conv_v2_shape_gen(Rng& r, int k) {
     s.ph = s.pw = 0;
     switch (k % 7) {
       case 0:  // conv1 in miniature
-        s.C = 3; s.F = r.range(1, 9); s.KH = s.KW = 11; s.sh = s.sw = 4; s.ph = s.pw = 2;
+        s.C = 3; s.F = r.range(1, 9); s.KH = s.KW = 11; s.sh = s.sw = 4;
+        s.ph = r.pick({2, 2, 0, 1, 3}); s.pw = r.pick({2, 2, 1, 3});  // odd: phases shift
         s.H = r.range(7, 27); s.W = r.range(7, 27);
         break;
       case 1:  // conv2: 5x5 pad 2, groups 2
@@ -515,9 +516,9 @@ cn::Conv2dShape conv_v2_shape_gen(Rng& r, int k) {
         s.C = r.pick({7, 14, 15, 16}); s.F = r.range(1, 5); s.KH = s.KW = 3; s.ph = s.pw = 1;
         s.N = 1; s.H = r.pick({8, 9, 11, 12}); s.W = r.pick({8, 11, 12});
         break;
-      default:  // anything: kernels up to 7, strides up to 4, uneven padding
+      default:  // anything: kernels up to 7, strides up to 4 (3 often), uneven padding
         s.G = r.pick({1, 2, 3}); s.C = s.G * r.range(1, 3); s.F = s.G * r.range(1, 3);
-        s.KH = r.range(1, 7); s.KW = r.range(1, 7); s.sh = r.range(1, 4); s.sw = r.range(1, 4);
+        s.KH = r.range(1, 7); s.KW = r.range(1, 7); s.sh = r.pick({1, 2, 3, 3, 4}); s.sw = r.range(1, 4);
         s.ph = r.range(0, s.KH - 1); s.pw = r.range(0, s.KW - 1);
         s.H = r.range(1, 15); s.W = r.range(1, 15);
         break;

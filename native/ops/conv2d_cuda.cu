@@ -207,9 +207,17 @@ __global__ void __launch_bounds__(kBiasGradThreads)
   const int t = threadIdx.x;
   const int64_t count = N * P;
   float s = 0.0f;
+  // (n, p) of i = t, t+256, ... carried along: a 64-bit division only when p passes P (with
+  // one per element ptxas spilled on sm_90).
+  int64_t n = t / P, p = t - (t / P) * P;
   for (int64_t i = t; i < count; i += kBiasGradThreads) {
-    const int64_t n = i / P, p = i - n * P;
     s += dy[(n * F + f) * P + p];
+    p += kBiasGradThreads;
+    if (p >= P) {
+      const int64_t q = p / P;
+      n += q;
+      p -= q * P;
+    }
   }
   part[t] = s;
   __syncthreads();
