@@ -981,7 +981,7 @@ const std::map<std::string, Gen>& generators() {
 // loops run at test sizes.
 const char* const kTunables[] = {"kMaxBlocks", "kMaxRowBlocks", "kMaxGridX", "kMaxGridZ",
                                  "kWorkspaceFloats", "kFilterSliceCols",
-                                 "kLargeTileMinBlocks", "kFilterSplitDepth"};
+                                 "kLargeTileMinBlocks", "kSmallTileMaxRows", "kFilterSplitDepth"};
 
 std::string apply_variant(Rng& r, int k) {
   const cn_emu::Schedule sched = static_cast<cn_emu::Schedule>((k / 2) % 3);
@@ -1106,6 +1106,7 @@ int check_conv_v2(const Devices& dev, uint64_t seed, int cases, bool verbose) {
       std::string variant = apply_variant(r, k);
       const bool large = (k / 7) % 2 == 0;
       cn_emu::set_tunable("kLargeTileMinBlocks", large ? 0 : int64_t(1) << 40);
+      cn_emu::set_tunable("kSmallTileMaxRows", 0);
       const int64_t depth = k % 3 == 0 ? 8 : k % 3 == 1 ? 40 : 512;
       cn_emu::set_tunable("kFilterSplitDepth", depth);
       variant += fmt(" tile=%s split-depth=%" PRId64, large ? "128x128" : "64x64", depth);

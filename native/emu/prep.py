@@ -42,7 +42,7 @@ TUNABLES = {
     'ops/loss_cuda.cu': ['kMaxRowBlocks'],
     'ops/gemm_cuda.cu': ['kMaxGridX', 'kMaxGridZ'],
     'ops/conv2d_cuda.cu': ['kWorkspaceFloats', 'kFilterSliceCols'],
-    'ops/conv2d_v2_cuda.cu': ['kLargeTileMinBlocks', 'kFilterSplitDepth'],
+    'ops/conv2d_v2_cuda.cu': ['kLargeTileMinBlocks', 'kSmallTileMaxRows', 'kFilterSplitDepth'],
 }
 
 

@@ -28,8 +28,9 @@
 //   wT [G][Kc][Fg] (forward) and wP [F][KH][KW][Cg] (backward data).
 //
 // Tiles (Tile): TileLarge 128 x 128 with 8 x 8 outputs per thread, TileSmall 64 x 64 with
-// 4 x 4; both 256 threads and kBK = 8 deep. The launcher takes the large tile when it gives at
-// least kLargeTileMinBlocks blocks, the small one otherwise (the late 13x13 AlexNet layers).
+// 4 x 4; both 256 threads and kBK = 8 deep. The launcher takes the large tile when M > 64 and it
+// gives at least kLargeTileMinBlocks blocks, the small one otherwise (the late 13x13 AlexNet
+// layers, conv1's 48 filters per tower).
 // Thread mapping: thread t = ty * (BN/TN) + tx owns C rows m0 + ty*TM + i and columns
 // n0 + tx*TN + j (i < TM, j < TN), accumulated in registers; shared tiles As[2][kBK][BM],
 // Bs[2][kBK][BN] (k-major, double-buffered: 16 KiB for the large tile) are read with float4
@@ -67,6 +68,7 @@ namespace {
 
 constexpr int kBK = 8;                                     // depth of one stage
 constexpr int64_t kLargeTileMinBlocks = 256;               // fewer large tiles: use small ones
+constexpr int64_t kSmallTileMaxRows = 64;                  // M this small: small tiles
 constexpr int64_t kFilterSplitBlocks = 512;                // blocks aimed at in backward filter
 constexpr int64_t kFilterSplitDepth = 512;                 // at least this much K per split
 constexpr int64_t kFilterPartialFloats = int64_t(64) << 20;  // partial sums budget (256 MiB)
@@ -543,10 +545,16 @@ void launch_tile(const View& v, int64_t M, int64_t N, int Z, bool vec, cudaStrea
   CN_CUDA_CHECK(cudaGetLastError(), at);
 }
 
+// The large tile unless M fits the small one's height (a 128-row tile would be half empty:
+// AlexNet's conv1 has 48 filters per tower) or it gives too few blocks to fill the GPU.
+bool large_tile(int64_t M, int64_t N, int Z) {
+  return M > kSmallTileMaxRows && tiles_of<TileLarge>(M, N) * Z >= kLargeTileMinBlocks;
+}
+
 template <class View>
 void launch_igemm(const View& v, int64_t M, int64_t N, int Z, bool vec, cudaStream_t st,
                   const std::string& at) {
-  if (tiles_of<TileLarge>(M, N) * Z >= kLargeTileMinBlocks) {
+  if (large_tile(M, N, Z)) {
     launch_tile<View, TileLarge>(v, M, N, Z, vec, st, at);
   } else {
     launch_tile<View, TileSmall>(v, M, N, Z, vec, st, at);
@@ -632,7 +640,7 @@ void conv2d_backward_filter_cuda_v2(const OpCall& c) {
   } else if (wsize > 0) {
     // Splits: enough blocks to fill the GPU, each at least kFilterSplitDepth deep, the partial
     // sums within their budget.
-    const bool large = tiles_of<TileLarge>(vs.Fg, vs.Kc) * s.G >= kLargeTileMinBlocks;
+    const bool large = large_tile(vs.Fg, vs.Kc, s.G);
     const int64_t tiles =
         (large ? tiles_of<TileLarge>(vs.Fg, vs.Kc) : tiles_of<TileSmall>(vs.Fg, vs.Kc)) * s.G;
     int64_t S = std::max<int64_t>(1, (kFilterSplitBlocks + tiles - 1) / tiles);
