@@ -100,11 +100,27 @@ for line in open(log):
         props['smem'] = int(s.group(1)) if s else 0
 flush()
 def short(name):
-    # The demangled kernel name is long; keep the mangled one's readable core.
-    m = re.search(r'(\d+)([a-z_]\w*kernel\w*?)(I|E)', name)
-    core = m.group(2) if m else name
-    args = re.findall(r'(Conv\w+|Tile\w+|Lb[01]E)', name)
-    return core + ('<' + ','.join(a.replace('Lb1E', 'vec').replace('Lb0E', 'scalar') for a in args) + '>' if args else '')
+    # A readable form of the mangled name: the kernel and its template arguments (the
+    # length-prefixed identifiers after it, then its bool arguments).
+    idents, i = [], 0
+    while i < len(name):
+        m = re.match(r'(\d+)', name[i:])
+        if not m:
+            i += 1
+            continue
+        n, start = int(m.group(1)), i + len(m.group(1))
+        ident = name[start:start + n]
+        if n > 0 and re.fullmatch(r'[A-Za-z_]\w*', ident or '-'):
+            idents.append((start, ident))
+            i = start + n
+        else:
+            i = start
+    core = next(((k, x) for k, x in idents if x.endswith('kernel')), None)
+    if not core:
+        return name
+    args = [x for k, x in idents if k > core[0] and x[0].isupper() and len(x) > 1]
+    args += ['true' if b == '1' else 'false' for b in re.findall(r'Lb([01])E', name[core[0]:])]
+    return core[1] + ('<' + ', '.join(args) + '>' if args else '')
 lines = ['%-28s %-7s %5s %7s %6s %6s %6s  %s' % ('file', 'arch', 'regs', 'smem', 'stack', 'spillS', 'spillL', 'kernel')]
 for src_, arch_, f, regs, smem, stack, st, ld in rows:
     lines.append('%-28s %-7s %5d %7d %6d %6d %6d  %s' % (src_.split('/')[-1], arch_, regs, smem, stack, st, ld, short(f)))
