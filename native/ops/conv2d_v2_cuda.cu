@@ -461,7 +461,14 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks) conv_igemm_k
   }
   copy_wait<0>();
 
+  // Epilogue: each column's offset decoded once (col_off divides), then row by row.
   float* out = v.out();
+  int64_t col[TN];
+#pragma unroll
+  for (int j = 0; j < TN; ++j) {
+    const int n = n0 + tx * TN + j;
+    col[j] = n < v.N ? v.col_off(n) : -1;
+  }
 #pragma unroll
   for (int i = 0; i < TM; ++i) {
     const int m = m0 + ty * TM + i;
@@ -469,11 +476,8 @@ __global__ void __launch_bounds__(Tile::kThreads, Tile::kMinBlocks) conv_igemm_k
     const int64_t row = v.row_off(m);
     const float bias = v.bias(m);
 #pragma unroll
-    for (int j = 0; j < TN; ++j) {
-      const int n = n0 + tx * TN + j;
-      if (n >= v.N) break;
-      out[row + v.col_off(n)] = acc[i][j] + bias;
-    }
+    for (int j = 0; j < TN; ++j)
+      if (col[j] >= 0) out[row + col[j]] = acc[i][j] + bias;
   }
 }
 
