@@ -507,8 +507,9 @@ cn::Conv2dShape conv_v2_shape_gen(Rng& r, int k) {
         s.G = r.pick({1, 3}); s.C = s.G * r.range(1, 4); s.F = s.G * r.range(1, 4);
         s.KH = s.KW = 1; s.sh = s.sw = r.range(1, 2); s.H = r.range(1, 12); s.W = r.range(1, 12);
         break;
-      case 4:  // M around the tile heights: Fg (forward, filter) or Cg (backward data) 63..65
-        s.G = r.pick({1, 2}); s.C = s.G * r.pick({1, 2, 63, 64, 65}); s.F = s.G * r.pick({63, 64, 65});
+      case 4:  // M around the tile heights: Fg (forward, filter) or Cg (backward data) 63..65, 129
+        s.G = r.pick({1, 2}); s.C = s.G * r.pick({1, 2, 63, 64, 65, 129});
+        s.F = s.G * r.pick({63, 64, 65, 129});
         s.KH = s.KW = r.range(1, 3); s.ph = s.pw = r.range(0, s.KH - 1);
         s.H = r.range(2, 6); s.W = r.range(2, 6);
         break;
