@@ -1,7 +1,10 @@
 /**
  * The `conv` suite: every layer of AlexNet or AlexNet-mini (bench/layers.ts), each pass timed
  * by each driver side by side:
- *   convnet  our kernels, launched directly (no autograd), on --device;
+ *   convnet     our kernels, launched directly (no autograd), on --device; for conv layers
+ *               kernel version 1 (im2col + SGEMM), the default;
+ *   convnet-v2  conv layers only, on CUDA devices: our version-2 kernels (implicit GEMM), checked
+ *               against the convnet row like every other driver;
  *   cudnn    cuDNN 9 opened at run time (src/cudnn.ts), on the same CUDA device, stream and
  *            buffers, with the fastest algorithm cudnnFind*AlgorithmEx reports (convolutions);
  *   pytorch  bench/peers/torch_kernels.py in a child process, the same shapes and the same input
@@ -37,7 +40,7 @@ import { copyBandwidth, timeQueued } from './timing.js';
 /** Normwise relative error a correct result stays under, by the math it was allowed. */
 export const TOLERANCE: Record<Precision, number> = { fp32: 1e-4, tf32: 1e-2, bf16: 5e-2 };
 
-export const DRIVERS = ['convnet', 'cudnn', 'pytorch'] as const;
+export const DRIVERS = ['convnet', 'convnet-v2', 'cudnn', 'pytorch'] as const;
 export type DriverName = (typeof DRIVERS)[number];
 
 export interface KernelRow extends TrialResult {
@@ -90,12 +93,12 @@ function makeInputs(l: BenchLayer, device: string, seed: number): Inputs {
  * Our kernel for one pass: the output tensors (made once) and a function that queues the pass.
  * `main` is the output the drivers are compared on.
  */
-function ourPass(l: BenchLayer, pass: Pass, inp: Inputs, device: string): { outs: Tensor[]; main: Tensor; run: () => void } {
+function ourPass(l: BenchLayer, pass: Pass, inp: Inputs, device: string, convVersion = 1): { outs: Tensor[]; main: Tensor; run: () => void } {
   const f32 = (shape: number[]) => empty(shape, 'float32', device);
   const { x, w, dy, labels } = inp;
   switch (l.kind) {
     case 'conv': {
-      const ints = l.convInts!;
+      const ints = [...l.convInts!, convVersion];
       if (pass === 'fwd') {
         const y = f32(l.y);
         return { outs: [y], main: y, run: () => launchInPlace('conv2d_forward', [y, x, w!, null], ints) };
@@ -221,9 +224,9 @@ interface RunContext {
   log: (line: string) => void;
 }
 
-/** Our kernels, one version per op today (a second version would be its own row). */
+/** Our kernels; a second version of one is its own driver (convnet-v2 for conv). */
 const OUR_KERNEL: Record<string, string> = {
-  conv: 'im2col + SGEMM', linear: 'SGEMM', relu: 'elementwise', dropout: 'counter-based mask', lrn: 'channel window',
+  conv: 'v1: im2col + SGEMM', linear: 'SGEMM', relu: 'elementwise', dropout: 'counter-based mask', lrn: 'channel window',
   pool: 'argmax, int32 indices', xent: 'row softmax',
 };
 const ourVersion = (kind: string) => `${OUR_KERNEL[kind] ?? kind}, fp32`;
@@ -268,6 +271,11 @@ async function measureLayer(ctx: RunContext, l: BenchLayer, index: number, bar: 
           rows.push(rowFor(l, pass, 'convnet', ourVersion(l.kind), 'fp32', samples, ctx.peak, ctx.copyGBs, 0, correct, check));
         }
 
+        if (ctx.drivers.has('convnet-v2') && l.kind === 'conv') {
+          bar.update(`bench conv: ${l.name} ${PASS_LABEL[pass]} (convnet-v2)  ${done.n + 1}/${total}`);
+          rows.push(await measureConvV2(ctx, l, pass, inp, ref, timing));
+        }
+
         if (ctx.drivers.has('cudnn') && l.kind === 'conv') {
           bar.update(`bench conv: ${l.name} ${PASS_LABEL[pass]} (cudnn)  ${done.n + 1}/${total}`);
           // A cuDNN failure is cuDNN's row only; if its very first pass fails (the library
@@ -292,6 +300,22 @@ async function measureLayer(ctx: RunContext, l: BenchLayer, index: number, bar: 
     }
   } finally {
     inp.tensors.forEach((t) => t.dispose());
+  }
+}
+
+/** Our version-2 conv kernels (implicit GEMM) on one pass, checked against version 1's output. */
+async function measureConvV2(ctx: RunContext, l: BenchLayer, pass: Pass, inp: Inputs, ref: Float32Array,
+                             timing: { iters: number; warmup: number; flush: boolean }): Promise<KernelRow> {
+  const v2 = ourPass(l, pass, inp, ctx.device, 2);
+  try {
+    v2.run();
+    const error = normwiseError((await v2.main.data()) as Float32Array, ref);
+    const correct = error <= TOLERANCE.fp32;
+    const samples = await timeQueued(ctx.device, timing, v2.run);
+    return rowFor(l, pass, 'convnet-v2', 'v2: implicit GEMM, fp32', 'fp32', samples, ctx.peak, ctx.copyGBs, error, correct,
+      `normwise error ${error.toExponential(1)} against v1`);
+  } finally {
+    v2.outs.forEach((t) => t.dispose());
   }
 }
 
@@ -497,6 +521,8 @@ export const convSuite: Suite = {
         if (cudnn.status !== 'found') why = cudnn.reason ?? `cuDNN ${cudnn.status}`;
         else if (info.kind !== 'cuda') why = `cuDNN ${cudnn.version} found at ${cudnn.path}, but ${device} is not a CUDA device`;
         else if (precision === 'bf16') why = 'bf16: cuDNN would need bf16 copies of the tensors; our storage is float32 (use fp32 or tf32)';
+      } else if (d === 'convnet-v2') {
+        if (info.kind !== 'cuda') why = `kernel versions are CUDA kernels; ${device} runs the CPU convolution`;
       } else if (d === 'pytorch') {
         const found = findPython(info.kind === 'cuda');
         if ('reason' in found) why = found.reason;

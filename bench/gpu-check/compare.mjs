@@ -21,7 +21,7 @@ export const TOL = 1e-4;
 
 /** The rows of the report, in order. */
 export const OPS = [
-  'conv2d', 'relu', 'maxPool2d', 'lrn', 'dropout', 'linear', 'softmaxCrossEntropy',
+  'conv2d', 'conv2dV2', 'relu', 'maxPool2d', 'lrn', 'dropout', 'linear', 'softmaxCrossEntropy',
   'concat', 'split', 'sgdUpdate', 'randn', 'full', 'zeros', 'to',
   'add', 'sub', 'mul', 'div', 'neg', 'exp', 'log', 'sqrt', 'tanh', 'sigmoid', 'pow',
   'sum', 'mean', 'max', 'matmul', 'transpose', 'customOp', 'fuse',
@@ -33,6 +33,7 @@ export const OPS = [
  */
 export const KERNELS = {
   conv2d: ['conv2d_forward', 'conv2d_backward_data', 'conv2d_backward_filter'],
+  conv2dV2: ['conv2d_forward', 'conv2d_backward_data', 'conv2d_backward_filter'],
   relu: ['relu_forward', 'relu_backward'],
   maxPool2d: ['maxpool2d_forward', 'maxpool2d_backward'],
   lrn: ['lrn_forward', 'lrn_backward'],
@@ -128,7 +129,9 @@ export function randomData(n, next, { scale = 1, zeros = 0, levels = 0, offset =
 // exact?, backward? (default: when some input has grad) }. ctx.device is the device the
 // inputs are on; ctx.target(name) maps 'reference' | 'device' | 'peer' to a device id.
 
-function conv2dCase(d, p, note = '') {
+// `version` 2: the row conv2dV2, the same op with the implicit-GEMM CUDA kernels (option
+// `version: 2`); otherwise conv2d with the default kernels (version 1).
+function conv2dCase(d, p, note = '', version = 0) {
   const { N, C, H, W, F, KH, KW, sh, sw, ph, pw, groups, bias } = p;
   const inputs = [
     { name: 'x', shape: [N, C, H, W], grad: true },
@@ -136,11 +139,11 @@ function conv2dCase(d, p, note = '') {
   ];
   if (bias) inputs.push({ name: 'b', shape: [F], grad: true });
   return {
-    op: 'conv2d',
+    op: version === 2 ? 'conv2dV2' : 'conv2d',
     label: `${note}x${fmt([N, C, H, W])} w${fmt(inputs[1].shape)} s${pair(sh, sw)} p${pair(ph, pw)} g${groups}${bias ? '' : ' no-bias'}`,
     seed: d.seed(),
     inputs,
-    forward: (cn, [x, w, b]) => cn.conv2d(x, w, b ?? null, { stride: [sh, sw], padding: [ph, pw], groups }),
+    forward: (cn, [x, w, b]) => cn.conv2d(x, w, b ?? null, { stride: [sh, sw], padding: [ph, pw], groups, ...(version ? { version } : {}) }),
   };
 }
 
@@ -155,14 +158,14 @@ function randomConv(d, big) {
   return { N: d.int(1, big ? 4 : 2), C, H, W, F, KH, KW, sh, sw, ph, pw, groups, bias: d.chance(0.7) };
 }
 
-function conv2dCases(d, small) {
+function conv2dCases(d, small, version = 0) {
   if (small) {
     return [
       { N: 1, C: 3, H: 9, W: 9, F: 4, KH: 3, KW: 3, sh: 1, sw: 1, ph: 1, pw: 1, groups: 1, bias: true },
       { N: 2, C: 4, H: 7, W: 6, F: 6, KH: 3, KW: 2, sh: 2, sw: 1, ph: 1, pw: 0, groups: 2, bias: false },
       { N: 1, C: 3, H: 15, W: 15, F: 2, KH: 11, KW: 11, sh: 4, sw: 4, ph: 2, pw: 2, groups: 1, bias: true },
       { N: 1, C: 2, H: 3, W: 4, F: 3, KH: 1, KW: 1, sh: 2, sw: 3, ph: 1, pw: 2, groups: 1, bias: true },
-    ].map((p) => conv2dCase(d, p));
+    ].map((p) => conv2dCase(d, p, '', version));
   }
   const n = () => d.int(1, 2);
   const around = (base, spread) => base + d.int(-spread, spread);
@@ -175,7 +178,7 @@ function conv2dCases(d, small) {
     { N: n(), C: 384, H: around(12, 2), W: 0, F: 256, KH: 3, KW: 3, sh: 1, sw: 1, ph: 1, pw: 1, groups: 2, bias: true },
   ].map((p) => ({ ...p, W: p.H + d.int(-1, 1), pw: p.pw || p.ph }));
   const odd = Array.from({ length: 8 }, () => randomConv(d, true));
-  return [...alexnet.map((p, i) => conv2dCase(d, p, `alexnet conv${i + 1} `)), ...odd.map((p) => conv2dCase(d, p))];
+  return [...alexnet.map((p, i) => conv2dCase(d, p, `alexnet conv${i + 1} `, version)), ...odd.map((p) => conv2dCase(d, p, '', version))];
 }
 
 function unaryCase(op, d, shape, opts, label, forward, dataOpts) {
@@ -626,6 +629,8 @@ export function makeCases({ seed = 1, small = false, peer = false, only = null }
     ...sgdCases(d, small), ...creationCases(d, small), ...toCases(d, small, peer),
     ...binaryCases(d, small), ...unaryOpCases(d, small), ...reduceCases(d, small), ...matmulCases(d, small),
     ...transposeCases(d, small), ...customOpCases(d, small), ...fuseCases(d, small),
+    // Last, so the draws of the cases above stay what they were before this row existed.
+    ...conv2dCases(d, small, 2),
   ];
   return only ? all.filter((c) => only.includes(c.op)) : all;
 }

@@ -228,6 +228,31 @@ template <typename T> inline T atomicMax(T* p, T v) { T old = *p; *p = old > v ?
 template <typename T> inline T atomicMin(T* p, T v) { T old = *p; *p = old < v ? old : v; return old; }
 template <typename T> inline T atomicCAS(T* p, T cmp, T v) { T old = *p; if (old == cmp) *p = v; return old; }
 
+// ---- Asynchronous copies into shared memory (cuda_pipeline.h; cp.async on sm_80+) -----------
+// Per the PTX ISA (cp.async, cp.async.commit_group, cp.async.wait_group): a copy is only
+// issued; it belongs to the next group the thread commits, and the destination holds its data
+// only once a wait lets that group complete; it may land at any moment from the issue on.
+// The emulation picks a moment by schedule (emu.cc, async_copy): under the forward schedule the
+// latest (__pipeline_wait_prior(n) performs the copies of every group but the n most recently
+// committed, in order, so a read of the destination before the wait, or by another thread before
+// the wait and a barrier, sees the old contents); under the reverse schedule the earliest (at
+// issue, so refilling a buffer that other threads are still reading shows); shuffled, a coin
+// flip per copy. src-size = size - zfill bytes are read, the rest
+// of the destination is zero-filled (nothing is read when zfill == size). Faults: a size other
+// than 4, 8 or 16, a misaligned source or destination, a destination outside the block's
+// shared memory, zfill > size, and a thread that exits with copies it never waited for.
+namespace cn_emu {
+void async_copy(void* dst, const void* src, size_t bytes, size_t zfill);
+void async_commit();
+void async_wait_prior(size_t pending);
+}  // namespace cn_emu
+inline void __pipeline_memcpy_async(void* dst, const void* src, size_t size_and_align,
+                                    size_t zfill = 0) {
+  ::cn_emu::async_copy(dst, src, size_and_align, zfill);
+}
+inline void __pipeline_commit() { ::cn_emu::async_commit(); }
+inline void __pipeline_wait_prior(size_t prior) { ::cn_emu::async_wait_prior(prior); }
+
 // ---- Runtime API (host side, on host memory) ----------------------------------------------
 #define CUDART_VERSION 12000
 typedef enum cudaError {

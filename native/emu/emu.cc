@@ -254,9 +254,12 @@ Fiber* current(const char* what) {
   return g_cur;
 }
 
+void async_thread_exit(unsigned linear);
+
 void fiber_exit_bookkeeping() {
   Grid& g = *g_grid;
   Fiber* f = g_cur;
+  async_thread_exit(f->linear);
   --g.live;
   --g.bar.expected;
   if (g.bar.arrived > 0 && g.bar.arrived == g.bar.expected) {
@@ -378,6 +381,97 @@ void set_error(cudaError_t e) {
   }
   std::fflush(stderr);
   std::abort();
+}
+
+// ---- Asynchronous copies (see cuda_runtime.h) -------------------------------------------------
+
+namespace {
+
+struct AsyncCopy {
+  void* dst;
+  const void* src;
+  size_t bytes, zfill;
+  bool done;  // landed at issue (see async_copy)
+};
+struct AsyncThread {
+  std::vector<AsyncCopy> open;                  // issued, not yet committed
+  std::deque<std::vector<AsyncCopy>> groups;    // committed, oldest first, not yet complete
+};
+std::vector<AsyncThread> g_async;  // by the thread's linear index in the running block
+
+AsyncThread& async_state(const char* what) {
+  Fiber* f = current(what);
+  if (g_async.size() <= f->linear) g_async.resize(f->linear + 1);
+  return g_async[f->linear];
+}
+
+bool in_block_shared(const void* p, size_t n) {
+  const char* c = static_cast<const char*>(p);
+  for (const SharedVar& v : g_grid->shared) {
+    const char* b = static_cast<const char*>(v.ptr);
+    if (c >= b && c + n <= b + v.bytes) return true;
+  }
+  const char* d = static_cast<const char*>(g_grid->dyn_shared);
+  return d && c >= d && c + n <= d + g_grid->smem;
+}
+
+void perform(const AsyncCopy& a) {
+  if (a.done) return;
+  const size_t read = a.bytes - a.zfill;
+  if (read > 0) std::memcpy(a.dst, a.src, read);
+  if (a.zfill > 0) std::memset(static_cast<char*>(a.dst) + read, 0, a.zfill);
+}
+
+void async_thread_exit(unsigned linear) {
+  if (linear >= g_async.size()) return;
+  AsyncThread& t = g_async[linear];
+  size_t pending = t.open.size();
+  for (const auto& grp : t.groups) pending += grp.size();
+  t.open.clear();
+  t.groups.clear();
+  if (pending > 0)
+    fault(fmt("thread exited with %zu asynchronous copies (__pipeline_memcpy_async) never waited "
+              "for", pending));
+}
+
+}  // namespace
+
+void async_copy(void* dst, const void* src, size_t bytes, size_t zfill) {
+  AsyncThread& t = async_state("__pipeline_memcpy_async");
+  if (bytes != 4 && bytes != 8 && bytes != 16)
+    fault(fmt("__pipeline_memcpy_async of %zu bytes (4, 8 or 16 allowed)", bytes));
+  if (zfill > bytes) fault(fmt("__pipeline_memcpy_async zero-fills %zu of %zu bytes", zfill, bytes));
+  if (reinterpret_cast<uintptr_t>(dst) % bytes || (zfill < bytes && reinterpret_cast<uintptr_t>(src) % bytes))
+    fault(fmt("__pipeline_memcpy_async of %zu bytes with a misaligned address (dst %p, src %p)",
+              bytes, dst, src));
+  if (!in_block_shared(dst, bytes))
+    fault(fmt("__pipeline_memcpy_async destination %p is not in the block's shared memory", dst));
+  // When the copy lands: the schedule picks between the latest legal moment (forward: at the
+  // wait that completes its group, so a read before the wait sees old data), the earliest
+  // (reverse: at issue, so a refill of a buffer other threads still read shows) and a coin
+  // flip per copy (shuffle).
+  const bool now = g_schedule == Schedule::Reverse ||
+                   (g_schedule == Schedule::Shuffle && (g_rng() & 1));
+  AsyncCopy a{dst, src, bytes, zfill, false};
+  if (now) {
+    perform(a);
+    a.done = true;
+  }
+  t.open.push_back(a);
+}
+
+void async_commit() {
+  AsyncThread& t = async_state("__pipeline_commit");
+  t.groups.push_back(std::move(t.open));
+  t.open.clear();
+}
+
+void async_wait_prior(size_t pending) {
+  AsyncThread& t = async_state("__pipeline_wait_prior");
+  while (t.groups.size() > pending) {
+    for (const AsyncCopy& a : t.groups.front()) perform(a);
+    t.groups.pop_front();
+  }
 }
 
 void syncthreads() {

@@ -436,8 +436,9 @@ cn::Conv2dShape conv_shape_gen(Rng& r, int k) {
   }
 }
 
-std::vector<int64_t> conv_ints(const cn::Conv2dShape& s) {
-  return {s.N, s.C, s.H, s.W, s.F, s.KH, s.KW, s.sh, s.sw, s.ph, s.pw, s.G, s.OH, s.OW};
+// The op's ints; `version` is the CUDA kernel version (0: the default).
+std::vector<int64_t> conv_ints(const cn::Conv2dShape& s, int version = 0) {
+  return {s.N, s.C, s.H, s.W, s.F, s.KH, s.KW, s.sh, s.sw, s.ph, s.pw, s.G, s.OH, s.OW, version};
 }
 std::string conv_desc(const cn::Conv2dShape& s, bool bias) {
   return fmt("N=%d C=%d H=%d W=%d F=%d K=%dx%d s=%d,%d p=%d,%d G=%d O=%dx%d%s", s.N, s.C, s.H,
@@ -447,32 +448,89 @@ size_t conv_xn(const cn::Conv2dShape& s) { return size_t(s.N) * s.C * s.H * s.W;
 size_t conv_yn(const cn::Conv2dShape& s) { return size_t(s.N) * s.F * s.OH * s.OW; }
 size_t conv_wn(const cn::Conv2dShape& s) { return size_t(s.F) * (s.C / s.G) * s.KH * s.KW; }
 
-Case gen_conv_fwd(Rng& r, int k) {
-  const cn::Conv2dShape s = conv_shape_gen(r, k);
+Case conv_fwd_case(Rng& r, const cn::Conv2dShape& s, int version) {
   const bool bias = r.coin();
   return {conv_desc(s, bias),
           {out_f("y", conv_yn(s), Cmp::Tol, kTolGemm), in_f("x", r.floats(conv_xn(s))),
            in_f("w", r.floats(conv_wn(s))), bias ? in_f("b", r.floats(s.F)) : none("b")},
-          conv_ints(s), {}};
+          conv_ints(s, version), {}};
 }
-
-Case gen_conv_bwd_data(Rng& r, int k) {
-  const cn::Conv2dShape s = conv_shape_gen(r, k);
+Case conv_bwd_data_case(Rng& r, const cn::Conv2dShape& s, int version) {
   return {conv_desc(s, false),
           {out_f("dx", conv_xn(s), Cmp::Tol, kTolGemm), in_f("dy", r.floats(conv_yn(s))),
            in_f("w", r.floats(conv_wn(s)))},
-          conv_ints(s), {}};
+          conv_ints(s, version), {}};
 }
-
-Case gen_conv_bwd_filter(Rng& r, int k) {
-  cn::Conv2dShape s = conv_shape_gen(r, k);
-  if (k % 7 == 3) s.N = r.range(6, 20);  // several slices, a short last one
+Case conv_bwd_filter_case(Rng& r, const cn::Conv2dShape& s, int version) {
   const bool bias = r.coin();
   return {conv_desc(s, bias),
           {out_f("dw", conv_wn(s), Cmp::Tol, kTolGemm),
            bias ? out_f("db", s.F, Cmp::Tol, kTolGemm) : none("db"), in_f("x", r.floats(conv_xn(s))),
            in_f("dy", r.floats(conv_yn(s)))},
-          conv_ints(s), {}};
+          conv_ints(s, version), {}};
+}
+
+// Version 1 (the default, or asked for by number).
+Case gen_conv_fwd(Rng& r, int k) { return conv_fwd_case(r, conv_shape_gen(r, k), k % 3 == 2); }
+Case gen_conv_bwd_data(Rng& r, int k) {
+  return conv_bwd_data_case(r, conv_shape_gen(r, k), k % 3 == 2);
+}
+Case gen_conv_bwd_filter(Rng& r, int k) {
+  cn::Conv2dShape s = conv_shape_gen(r, k);
+  if (k % 7 == 3) s.N = r.range(6, 20);  // several slices, a short last one
+  return conv_bwd_filter_case(r, s, k % 3 == 2);
+}
+
+// Shapes for version 2 (implicit GEMM): AlexNet's kernel/stride/padding combinations made small
+// (11x11 stride 4 pad 2, 5x5 pad 2 groups 2, 3x3 pad 1), strides 1, 2 and 4, 1x1 stride 2
+// (stride phases without taps), odd sizes, and GEMM sizes just around the 64- and 128-wide tiles.
+cn::Conv2dShape conv_v2_shape_gen(Rng& r, int k) {
+  cn::Conv2dShape s{};
+  for (;;) {
+    s.G = 1;
+    s.N = r.pick({1, 1, 2, 3});
+    s.sh = s.sw = 1;
+    s.ph = s.pw = 0;
+    switch (k % 7) {
+      case 0:  // conv1 in miniature
+        s.C = 3; s.F = r.range(1, 9); s.KH = s.KW = 11; s.sh = s.sw = 4;
+        s.ph = r.pick({2, 2, 0, 1, 3}); s.pw = r.pick({2, 2, 1, 3});  // odd: phases shift
+        s.H = r.range(7, 27); s.W = r.range(7, 27);
+        break;
+      case 1:  // conv2: 5x5 pad 2, groups 2
+        s.G = 2; s.C = 2 * r.range(1, 5); s.F = 2 * r.range(1, 6); s.KH = s.KW = 5; s.ph = s.pw = 2;
+        s.H = r.range(3, 9); s.W = r.range(3, 9);
+        break;
+      case 2:  // conv3-5: 3x3 pad 1, groups 1 or 2, channels a multiple of 4 (16-byte A tiles)
+        s.G = r.pick({1, 2}); s.C = s.G * 4 * r.range(1, 3); s.F = s.G * 4 * r.range(1, 3);
+        s.KH = s.KW = 3; s.ph = s.pw = 1; s.H = r.range(3, 9); s.W = r.range(3, 9);
+        break;
+      case 3:  // 1x1, stride 1 or 2 (a stride-2 1x1 leaves three of four phases without taps)
+        s.G = r.pick({1, 3}); s.C = s.G * r.range(1, 4); s.F = s.G * r.range(1, 4);
+        s.KH = s.KW = 1; s.sh = s.sw = r.range(1, 2); s.H = r.range(1, 12); s.W = r.range(1, 12);
+        break;
+      case 4:  // M around the tile heights: Fg (forward, filter) or Cg (backward data) 63..65, 129
+        s.G = r.pick({1, 2}); s.C = s.G * r.pick({1, 2, 63, 64, 65, 129});
+        s.F = s.G * r.pick({63, 64, 65, 129});
+        s.KH = s.KW = r.range(1, 3); s.ph = s.pw = r.range(0, s.KH - 1);
+        s.H = r.range(2, 6); s.W = r.range(2, 6);
+        break;
+      case 5:  // N around the tile widths: N*OH*OW near 64, 128 (forward) and Kc near them (filter)
+        s.C = r.pick({7, 14, 15, 16}); s.F = r.range(1, 5); s.KH = s.KW = 3; s.ph = s.pw = 1;
+        s.N = 1; s.H = r.pick({8, 9, 11, 12}); s.W = r.pick({8, 11, 12});
+        break;
+      default:  // anything: kernels up to 7, strides up to 4 (3 often), uneven padding
+        s.G = r.pick({1, 2, 3}); s.C = s.G * r.range(1, 3); s.F = s.G * r.range(1, 3);
+        s.KH = r.range(1, 7); s.KW = r.range(1, 7); s.sh = r.pick({1, 2, 3, 3, 4}); s.sw = r.range(1, 4);
+        s.ph = r.range(0, s.KH - 1); s.pw = r.range(0, s.KW - 1);
+        s.H = r.range(1, 15); s.W = r.range(1, 15);
+        break;
+    }
+    if (s.H + 2 * s.ph < s.KH || s.W + 2 * s.pw < s.KW) continue;
+    s.OH = (s.H + 2 * s.ph - s.KH) / s.sh + 1;
+    s.OW = (s.W + 2 * s.pw - s.KW) / s.sw + 1;
+    return s;
+  }
 }
 
 // Pool shapes: padding <= kernel/2 (the TypeScript layer's rule), overlapping windows (stride <
@@ -925,7 +983,8 @@ const std::map<std::string, Gen>& generators() {
 // The launcher limits prep.py makes run-time values, and the small values that make their
 // loops run at test sizes.
 const char* const kTunables[] = {"kMaxBlocks", "kMaxRowBlocks", "kMaxGridX", "kMaxGridZ",
-                                 "kWorkspaceFloats", "kFilterSliceCols"};
+                                 "kWorkspaceFloats", "kFilterSliceCols",
+                                 "kLargeTileMinBlocks", "kSmallTileMaxRows", "kFilterSplitDepth"};
 
 std::string apply_variant(Rng& r, int k) {
   const cn_emu::Schedule sched = static_cast<cn_emu::Schedule>((k / 2) % 3);
@@ -1023,6 +1082,58 @@ GemmResult check_sgemm(Rng& r, int cases, bool verbose) {
   }
   cn_emu::reset_tunables();
   return res;
+}
+
+// ---- conv2d version 2 (implicit GEMM), against the CPU ----------------------------------------
+
+// Runs every pass of version 2 on conv_v2_shape_gen's shapes, alternating the large (128x128)
+// and small (64x64) tiles and, for the filter gradient, deep and very shallow K splits (many
+// partial sums). Outputs start as NaN (run_case poisons them). One line per pass.
+int check_conv_v2(const Devices& dev, uint64_t seed, int cases, bool verbose) {
+  struct Pass {
+    const char* op;
+    Case (*make)(Rng&, const cn::Conv2dShape&, int);
+  };
+  const Pass passes[] = {{"conv2d_forward", conv_fwd_case},
+                         {"conv2d_backward_data", conv_bwd_data_case},
+                         {"conv2d_backward_filter", conv_bwd_filter_case}};
+  int failed = 0;
+  for (const Pass& p : passes) {
+    const cn::OpDef* def = cn::find_op(p.op);
+    const auto t0 = std::chrono::steady_clock::now();
+    Rng r(seed * 7907 + std::hash<std::string>()(p.op));
+    int n_fail = 0, n_cases = 0;
+    double max_err = 0;
+    const int total = std::max(cases, 14);
+    for (int k = 0; k < total; ++k) {
+      std::string variant = apply_variant(r, k);
+      const bool large = (k / 7) % 2 == 0;
+      cn_emu::set_tunable("kLargeTileMinBlocks", large ? 0 : int64_t(1) << 40);
+      cn_emu::set_tunable("kSmallTileMaxRows", 0);
+      const int64_t depth = k % 3 == 0 ? 8 : k % 3 == 1 ? 40 : 512;
+      cn_emu::set_tunable("kFilterSplitDepth", depth);
+      variant += fmt(" tile=%s split-depth=%" PRId64, large ? "128x128" : "64x64", depth);
+      const cn::Conv2dShape shape = conv_v2_shape_gen(r, k);
+      Case c = p.make(r, shape, 2);
+      if (verbose) std::printf("  %s@v2: %s %s\n", p.op, c.desc.c_str(), variant.c_str());
+      Outcome o = run_case(dev, *def, c);
+      ++n_cases;
+      max_err = std::max(max_err, o.max_err);
+      if (!o.ok) {
+        if (n_fail < 3)
+          std::printf("  mismatch %s@v2 [%s; %s]: %s\n", p.op, c.desc.c_str(), variant.c_str(),
+                      o.msg.c_str());
+        ++n_fail;
+      }
+    }
+    cn_emu::reset_tunables();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("%s %-24s cases=%d max_err=%.2g tol %.2fs (version 2, implicit GEMM)%s\n",
+                n_fail ? "FAIL" : "ok  ", (std::string(p.op) + "@v2").c_str(), n_cases, max_err, secs,
+                n_fail ? fmt(" (%d of %d cases mismatch)", n_fail, n_cases).c_str() : "");
+    if (n_fail) ++failed;
+  }
+  return failed;
 }
 
 // ---- Self-test ------------------------------------------------------------------------------
@@ -1467,6 +1578,7 @@ int main(int argc, char** argv) {
                 n_fail ? fmt(" (%d of %d cases mismatch)", n_fail, n_cases).c_str() : "");
     if (n_fail) ++failed_ops;
   }
+  if (only.empty() || only.count("conv2d_v2")) failed_ops += check_conv_v2(dev, seed, cases, verbose);
   if (only.empty() || only.count("sgemm_cuda")) {
     const auto t0 = std::chrono::steady_clock::now();
     Rng r(seed * 7919);

@@ -42,6 +42,7 @@ TUNABLES = {
     'ops/loss_cuda.cu': ['kMaxRowBlocks'],
     'ops/gemm_cuda.cu': ['kMaxGridX', 'kMaxGridZ'],
     'ops/conv2d_cuda.cu': ['kWorkspaceFloats', 'kFilterSliceCols'],
+    'ops/conv2d_v2_cuda.cu': ['kLargeTileMinBlocks', 'kSmallTileMaxRows', 'kFilterSplitDepth'],
 }
 
 
@@ -116,7 +117,10 @@ def rewrite(rel, s):
             fail('%s:%d: no kernel body after __launch_bounds__' % (rel, line_of(s, m.start())))
         pieces.append(s[last:m.start()])
         pieces.append(s[m.end(1) + 1:brace + 1])  # keeps the newlines
-        pieces.append(' ::cn_emu::launch_bounds_check(%s, "%s");' % (m.group(1).strip(), m.group(2)))
+        # __launch_bounds__(maxThreads[, minBlocks[, maxBlocksPerCluster]]): only the first
+        # bounds the launch; the others are register hints for ptxas.
+        max_threads = m.group(1).split(',')[0].strip()
+        pieces.append(' ::cn_emu::launch_bounds_check(%s, "%s");' % (max_threads, m.group(2)))
         last = brace + 1
     pieces.append(s[last:])
     s = ''.join(pieces)

@@ -1,5 +1,6 @@
 // Synthetic kernels that pin down the emulation's semantics (harness --self-test). Plain CUDA:
 // compiled through prep.py exactly like native/ops/*_cuda.cu, and valid for nvcc as well.
+#include <cuda_pipeline.h>
 #include <cuda_runtime.h>
 
 #include <cmath>
@@ -68,6 +69,51 @@ __global__ void coordinates(int* out) {
   const unsigned thread = (threadIdx.z * blockDim.y + threadIdx.y) * blockDim.x + threadIdx.x;
   const unsigned per = blockDim.x * blockDim.y * blockDim.z;
   out[block * per + thread] += 1 + static_cast<int>(thread);
+}
+
+// Asynchronous copies (cp.async through the __pipeline_* primitives), 64 threads: group A copies
+// src[t] into a[t]; group B copies src[64 + t] into b[t] fully zero-filled and src[4t .. 4t+3]
+// into q[4t ..] with the last 8 bytes zero-filled. Records each slot before any wait, after
+// waiting for all but the newest group, after waiting for all, and a neighbour's slot after a
+// barrier.
+__global__ void async_copies(const float* src, uint32_t* before, float* after_a, uint32_t* after_b,
+                             float* final_b, float* final_q, float* neighbour) {
+  __shared__ float a[64];
+  __shared__ float b[64];
+  __shared__ __align__(16) float q[256];
+  const unsigned t = threadIdx.x;
+  __pipeline_memcpy_async(&a[t], &src[t], 4);
+  __pipeline_commit();
+  __pipeline_memcpy_async(&b[t], &src[64 + t], 4, 4);
+  __pipeline_memcpy_async(&q[4 * t], &src[4 * t], 16, 8);
+  __pipeline_commit();
+  before[t] = __float_as_uint(a[t]);
+  __pipeline_wait_prior(1);
+  after_a[t] = a[t];
+  after_b[t] = __float_as_uint(b[t]);
+  __pipeline_wait_prior(0);
+  final_b[t] = b[t];
+  for (int i = 0; i < 4; ++i) final_q[4 * t + i] = q[4 * t + i];
+  __syncthreads();
+  neighbour[t] = a[(t + 1) % 64];
+}
+// Faults: a misaligned 16-byte copy, a destination outside shared memory, a copy never waited for.
+__global__ void async_misaligned(const float* src) {
+  __shared__ __align__(16) float s[8];
+  __pipeline_memcpy_async(&s[0], &src[1], 16);
+  __pipeline_commit();
+  __pipeline_wait_prior(0);
+}
+__global__ void async_to_global(const float* src, float* out) {
+  __pipeline_memcpy_async(&out[threadIdx.x], &src[threadIdx.x], 4);
+  __pipeline_commit();
+  __pipeline_wait_prior(0);
+}
+__global__ void async_never_waited(const float* src, float* out) {
+  __shared__ float s[32];
+  __pipeline_memcpy_async(&s[threadIdx.x], &src[threadIdx.x], 4);
+  __pipeline_commit();
+  out[threadIdx.x] = 1.0f;
 }
 
 // ---- Kernels that must fault ----
@@ -193,6 +239,46 @@ std::vector<Result> run_semantics_checks() {
     cudaFree(out);
   }
 
+  // Asynchronous copies land at the wait, group by group, with zero fill.
+  {
+    float* src = dev_alloc<float>(256);
+    for (int i = 0; i < 256; ++i) src[i] = 1.0f + static_cast<float>(i);
+    uint32_t *before = dev_alloc<uint32_t>(64), *after_b = dev_alloc<uint32_t>(64);
+    float *after_a = dev_alloc<float>(64), *final_b = dev_alloc<float>(64);
+    float *final_q = dev_alloc<float>(256), *neighbour = dev_alloc<float>(64);
+    bool pending = true, older = true, newer = true, early = true, zero = true, partial = true,
+         shared = true;
+    for (Schedule s : {Schedule::Forward, Schedule::Reverse, Schedule::Shuffle}) {
+      cn_emu::set_schedule(s, 3);
+      async_copies<<<2, 64>>>(src, before, after_a, after_b, final_b, final_q, neighbour);
+      cudaDeviceSynchronize();
+      for (int t = 0; t < 64; ++t) {
+        if (s == Schedule::Forward) {  // at the latest moment
+          pending &= before[t] == 0xffffffffu;
+          newer &= after_b[t] == 0xffffffffu;
+        } else if (s == Schedule::Reverse) {  // at issue
+          uint32_t want;
+          std::memcpy(&want, &src[t], 4);
+          early &= before[t] == want && after_b[t] == 0u;
+        }
+        older &= after_a[t] == src[t];
+        zero &= final_b[t] == 0.0f;
+        partial &= final_q[4 * t] == src[4 * t] && final_q[4 * t + 1] == src[4 * t + 1] &&
+                   final_q[4 * t + 2] == 0.0f && final_q[4 * t + 3] == 0.0f;
+        shared &= neighbour[t] == src[(t + 1) % 64];
+      }
+    }
+    cn_emu::set_schedule(Schedule::Forward);
+    res.push_back({"cp.async: the destination keeps its old bytes until a wait (forward)", pending, ""});
+    res.push_back({"cp.async: copies land at issue (reverse schedule)", early, ""});
+    res.push_back({"cp.async: __pipeline_wait_prior(1) completes all but the newest group", older && newer, ""});
+    res.push_back({"cp.async: zfill zero-fills (all or the tail of a 16-byte copy)", zero && partial, ""});
+    res.push_back({"cp.async: after the wait and a barrier other threads see the data", shared, ""});
+    for (void* p : {(void*)src, (void*)before, (void*)after_b, (void*)after_a, (void*)final_b,
+                    (void*)final_q, (void*)neighbour})
+      cudaFree(p);
+  }
+
   // Configuration errors are reported by cudaGetLastError and nothing runs.
   {
     float* out = dev_alloc<float>(4);
@@ -228,6 +314,23 @@ std::vector<FaultCase> faulting_kernels() {
   f.push_back({"launch above __launch_bounds__", "__launch_bounds__(64)", [] {
                  float* out = dev_alloc<float>(128);
                  bounded<<<1, 128>>>(out);
+                 cudaDeviceSynchronize();
+               }});
+  f.push_back({"misaligned 16-byte cp.async", "misaligned address", [] {
+                 float* src = dev_alloc<float>(8);
+                 async_misaligned<<<1, 1>>>(src);
+                 cudaDeviceSynchronize();
+               }});
+  f.push_back({"cp.async into global memory", "not in the block's shared memory", [] {
+                 float* src = dev_alloc<float>(32);
+                 float* out = dev_alloc<float>(32);
+                 async_to_global<<<1, 32>>>(src, out);
+                 cudaDeviceSynchronize();
+               }});
+  f.push_back({"cp.async never waited for", "never waited for", [] {
+                 float* src = dev_alloc<float>(32);
+                 float* out = dev_alloc<float>(32);
+                 async_never_waited<<<1, 32>>>(src, out);
                  cudaDeviceSynchronize();
                }});
 #if defined(__SANITIZE_ADDRESS__)  // the sanitizers are built together (build.sh)

@@ -1,5 +1,7 @@
-// conv2d on CUDA (see conv2d.h for the contract): explicit im2col / col2im into a workspace from
-// the device's caching allocator, around sgemm_cuda. Any stride, padding, groups, kernel size.
+// conv2d on CUDA, version 1 (see conv2d.h for the contract; conv2d_cuda.h for the versions and
+// how a call picks one: these op entry points hand version-2 calls to conv2d_v2_cuda.cu):
+// explicit im2col / col2im into a workspace from the device's caching allocator, around
+// sgemm_cuda. Any stride, padding, groups, kernel size.
 //
 // With Cg = C/G, Fg = F/G, P = OH*OW, Kc = Cg*KH*KW, CKK = C*KH*KW (all groups), ld = P rounded
 // up to a multiple of 4 (so the GEMM reads col with float4 loads):
@@ -25,6 +27,7 @@
 #include "core/cuda_device.h"
 #include "core/cuda_launch.h"
 #include "ops/conv2d.h"
+#include "ops/conv2d_cuda.h"
 #include "ops/gemm_cuda.h"
 #include "ops/op_args.h"
 #include "ops/registry.h"
@@ -204,9 +207,17 @@ __global__ void __launch_bounds__(kBiasGradThreads)
   const int t = threadIdx.x;
   const int64_t count = N * P;
   float s = 0.0f;
+  // (n, p) of i = t, t+256, ... carried along: a 64-bit division only when p passes P (with
+  // one per element ptxas spilled on sm_90).
+  int64_t n = t / P, p = t - (t / P) * P;
   for (int64_t i = t; i < count; i += kBiasGradThreads) {
-    const int64_t n = i / P, p = i - n * P;
     s += dy[(n * F + f) * P + p];
+    p += kBiasGradThreads;
+    if (p >= P) {
+      const int64_t q = p / P;
+      n += q;
+      p -= q * P;
+    }
   }
   part[t] = s;
   __syncthreads();
@@ -215,14 +226,6 @@ __global__ void __launch_bounds__(kBiasGradThreads)
     __syncthreads();
   }
   if (t == 0) db[f] = part[0];
-}
-
-void launch_bias_grad(CudaDevice* dev, const Conv2dShape& s, const Geo& g, const float* dy,
-                      float* db, const std::string& at) {
-  if (!db || s.F <= 0) return;
-  conv_bias_grad_kernel<<<static_cast<unsigned>(s.F), kBiasGradThreads, 0, dev->stream()>>>(
-      dy, db, s.N, s.F, g.P);
-  CN_CUDA_CHECK(cudaGetLastError(), at);
 }
 
 void launch_im2col(CudaDevice* dev, const Conv2dShape& s, const Geo& g, const float* x, float* col,
@@ -243,10 +246,28 @@ int64_t images_per_chunk(int64_t per_image, int64_t N) {
 
 }  // namespace
 
-// conv2d_forward: [y, x, w, b?] | [N,C,H,W,F,KH,KW,sh,sw,ph,pw,G,OH,OW] | []
+void launch_conv2d_bias_grad(CudaDevice* dev, const Conv2dShape& s, const float* dy, float* db,
+                             const std::string& at) {
+  if (!db || s.F <= 0) return;
+  conv_bias_grad_kernel<<<static_cast<unsigned>(s.F), kBiasGradThreads, 0, dev->stream()>>>(
+      dy, db, s.N, s.F, int64_t(s.OH) * s.OW);
+  CN_CUDA_CHECK(cudaGetLastError(), at);
+}
+
+namespace {
+// The version a call asked for (its last integer argument, validated by registry.cc), 0 meaning
+// the default; true when that is version 2 and the shape fits it.
+bool use_v2(const OpCall& c, const Conv2dShape& s) {
+  const int v = c.i.size() > 14 ? static_cast<int>(c.i[14]) : 0;
+  return (v == 0 ? kConvVersionDefault : v) == 2 && conv2d_v2_fits(s);
+}
+}  // namespace
+
+// conv2d_forward: [y, x, w, b?] | [N,C,H,W,F,KH,KW,sh,sw,ph,pw,G,OH,OW,version] | []
 void conv2d_forward_cuda_op(const OpCall& c) {
   auto* dev = static_cast<CudaDevice*>(c.device);
   const Conv2dShape s = conv_shape(c);
+  if (use_v2(c, s)) return conv2d_forward_cuda_v2(c);
   const Geo g = geo_of(s);
   float* y = arg(c, 0);
   const float *x = arg(c, 1), *w = arg(c, 2), *b = arg(c, 3);
@@ -293,6 +314,7 @@ void conv2d_forward_cuda_op(const OpCall& c) {
 void conv2d_backward_data_cuda_op(const OpCall& c) {
   auto* dev = static_cast<CudaDevice*>(c.device);
   const Conv2dShape s = conv_shape(c);
+  if (use_v2(c, s)) return conv2d_backward_data_cuda_v2(c);
   const Geo g = geo_of(s);
   float* dx = arg(c, 0);
   const float *dy = arg(c, 1), *w = arg(c, 2);
@@ -339,6 +361,7 @@ void conv2d_backward_data_cuda_op(const OpCall& c) {
 void conv2d_backward_filter_cuda_op(const OpCall& c) {
   auto* dev = static_cast<CudaDevice*>(c.device);
   const Conv2dShape s = conv_shape(c);
+  if (use_v2(c, s)) return conv2d_backward_filter_cuda_v2(c);
   const Geo g = geo_of(s);
   float *dw = arg(c, 0), *db = arg(c, 1);
   const float *x = arg(c, 2), *dy = arg(c, 3);
@@ -424,7 +447,7 @@ void conv2d_backward_filter_cuda_op(const OpCall& c) {
       }
     }
   }
-  launch_bias_grad(dev, s, g, dy, db, at);
+  launch_conv2d_bias_grad(dev, s, dy, db, at);
 }
 
 }  // namespace cn

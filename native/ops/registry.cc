@@ -47,7 +47,8 @@ void dropout_op(const OpCall& c) {
 void sgd_op(const OpCall& c) {
   sgd_cpu(pool_of(c), c.i[0], float_arg(c, 0), float_arg(c, 1), float_arg(c, 2), arg(c, 0), arg(c, 1), arg(c, 2));
 }
-// conv2d_forward: [y, x, w, b?] | [N,C,H,W,F,KH,KW,sh,sw,ph,pw,G,OH,OW] | []
+// conv2d_forward: [y, x, w, b?] | [N,C,H,W,F,KH,KW,sh,sw,ph,pw,G,OH,OW,version] | []
+// (version: the CUDA kernel version, see ops/conv2d_cuda.h; the CPU ignores it)
 void conv_fwd_op(const OpCall& c) {
   conv2d_forward_cpu(pool_of(c), conv_shape(c), arg(c, 1), arg(c, 2), arg(c, 3), arg(c, 0));
 }
@@ -272,12 +273,13 @@ int checked_extent(const Guard& g, const char* axis, int in, int k, int s, int p
 }
 
 Conv2dShape conv_checked(const OpCall& c, const char* op) {
-  Guard g(c, op, "N,C,H,W,F,KH,KW,sh,sw,ph,pw,G,OH,OW");
+  Guard g(c, op, "N,C,H,W,F,KH,KW,sh,sw,ph,pw,G,OH,OW,version");
   Conv2dShape s;
   s.N = g.i32(0, 0); s.C = g.i32(1, 0); s.H = g.i32(2, 0); s.W = g.i32(3, 0);
   s.F = g.i32(4, 0); s.KH = g.i32(5, 1); s.KW = g.i32(6, 1);
   s.sh = g.i32(7, 1); s.sw = g.i32(8, 1); s.ph = g.i32(9, 0); s.pw = g.i32(10, 0);
   s.G = g.i32(11, 1); s.OH = g.i32(12, 0); s.OW = g.i32(13, 0);
+  g.get(14, 0, 2);  // the CUDA kernel version (conv2d_cuda.h): 0 = the default, 1, 2
   if (s.C % s.G || s.F % s.G) {
     g.bad("groups " + std::to_string(s.G) + " must divide C " + std::to_string(s.C) + " and F " +
           std::to_string(s.F));
@@ -550,9 +552,9 @@ const OpDef kOps[] = {
     {"relu_backward", 3, 1, 0, relu_bwd_op, CN_CUDA(relu_backward_cuda_op), relu_bwd_check},
     {"dropout", 2, 2, 1, dropout_op, CN_CUDA(dropout_cuda_op), dropout_check},
     {"sgd", 3, 1, 3, sgd_op, CN_CUDA(sgd_cuda_op), sgd_check},
-    {"conv2d_forward", 4, 14, 0, conv_fwd_op, CN_CUDA(conv2d_forward_cuda_op), conv_fwd_check},
-    {"conv2d_backward_data", 3, 14, 0, conv_bwd_data_op, CN_CUDA(conv2d_backward_data_cuda_op), conv_bwd_data_check},
-    {"conv2d_backward_filter", 4, 14, 0, conv_bwd_filter_op,
+    {"conv2d_forward", 4, 15, 0, conv_fwd_op, CN_CUDA(conv2d_forward_cuda_op), conv_fwd_check},
+    {"conv2d_backward_data", 3, 15, 0, conv_bwd_data_op, CN_CUDA(conv2d_backward_data_cuda_op), conv_bwd_data_check},
+    {"conv2d_backward_filter", 4, 15, 0, conv_bwd_filter_op,
      CN_CUDA(conv2d_backward_filter_cuda_op), conv_bwd_filter_check},
     {"maxpool2d_forward", 3, 12, 0, pool_fwd_op, CN_CUDA(maxpool2d_forward_cuda_op), pool_fwd_check},
     {"maxpool2d_backward", 3, 12, 0, pool_bwd_op, CN_CUDA(maxpool2d_backward_cuda_op), pool_bwd_check},

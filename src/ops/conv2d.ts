@@ -2,13 +2,14 @@
  * conv2d: cross-correlation with stride, zero padding and groups (NCHW).
  * x [N, C, H, W], w [F, C/groups, KH, KW], b [F] -> y [N, F, OH, OW],
  * OH = floor((H + 2ph - KH) / sh) + 1, OW likewise.
- * Native: conv2d_forward, conv2d_backward_data, conv2d_backward_filter (native/ops/conv2d.h).
+ * Native: conv2d_forward, conv2d_backward_data, conv2d_backward_filter (native/ops/conv2d.h);
+ * their last integer argument picks the CUDA kernel version (native/ops/conv2d_cuda.h).
  */
 import { needsGrad, record, save } from '../autograd.js';
 import { ShapeError } from '../errors.js';
 import { checkShape, formatShape, Tensor } from '../tensor.js';
 import { launch } from './launch.js';
-import { expectRank, expectTensor, intOption, intPair, paddedExtents, sameDevice } from './validate.js';
+import { describe, expectRank, expectTensor, intOption, intPair, paddedExtents, sameDevice } from './validate.js';
 
 /** Options of {@link conv2d}; a number means the same value for height and width. */
 export interface Conv2dOptions {
@@ -18,9 +19,34 @@ export interface Conv2dOptions {
   padding?: number | [number, number];
   /** Channel groups: input channel group g feeds only output group g; must divide C and F. Default 1. */
   groups?: number;
+  /**
+   * Which CUDA kernels run this convolution (forward and both gradients): `1`, im2col plus a
+   * tiled SGEMM (the default), or `2`, implicit GEMM (no im2col buffer). Without it, the
+   * environment variable `CONVNET_CONV_VERSION` (`1` or `2`) decides, read at each call.
+   * The result is the same up to float32 rounding; CPU devices ignore it.
+   */
+  version?: 1 | 2;
 }
 
-/** The output shape and the native argument list of a conv2d. */
+/**
+ * The CUDA kernel version a conv2d asks for: the option, else CONVNET_CONV_VERSION, else 0
+ * (the native default, version 1).
+ */
+function convVersion(op: string, v: unknown): number {
+  if (v === undefined) {
+    const env = process.env.CONVNET_CONV_VERSION;
+    if (env === undefined || env === '') return 0;
+    if (env === '1' || env === '2') return Number(env);
+    throw new ShapeError(`${op}: the environment variable CONVNET_CONV_VERSION must be 1 or 2, received ${describe(env)}`);
+  }
+  if (v === 1 || v === 2) return v;
+  throw new ShapeError(`${op}: version must be 1 or 2, received ${describe(v)}`);
+}
+
+/**
+ * The output shape and the native argument list of a conv2d: ints
+ * `[N, C, H, W, F, KH, KW, sh, sw, ph, pw, groups, OH, OW, version]` (version 0: the default).
+ */
 export function conv2dPlan(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dOptions = {}) {
   const op = 'conv2d';
   expectTensor(op, 'x', x);
@@ -32,6 +58,7 @@ export function conv2dPlan(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dO
   const [sh, sw] = intPair(op, 'stride', opts.stride, 1, [1, 1]);
   const [ph, pw] = intPair(op, 'padding', opts.padding, 0, [0, 0]);
   const groups = intOption(op, 'groups', opts.groups ?? 1, 1);
+  const version = convVersion(op, opts.version);
   const [N, C, H, W] = x.shape;
   paddedExtents(op, H, W, ph, pw);
   const [F, Cg, KH, KW] = w.shape;
@@ -63,7 +90,7 @@ export function conv2dPlan(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dO
   const OW = Math.floor((W + 2 * pw - KW) / sw) + 1;
   const yShape = [N, F, OH, OW];
   checkShape(op, 'the output', yShape);
-  const ints = [N, C, H, W, F, KH, KW, sh, sw, ph, pw, groups, OH, OW];
+  const ints = [N, C, H, W, F, KH, KW, sh, sw, ph, pw, groups, OH, OW, version];
   return { device, yShape, ints };
 }
 
@@ -74,7 +101,8 @@ export function conv2dPlan(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dO
  * differentiable in x, w and b.
  *
  * @throws ShapeError for wrong dtypes, ranks or shapes, channels or filters not divisible by groups, a
- *   kernel larger than the padded input, or bad options; DeviceError when the tensors are on
+ *   kernel larger than the padded input, or bad options (a `version` other than 1 or 2, or such a
+ *   CONVNET_CONV_VERSION); DeviceError when the tensors are on
  *   different devices; DisposedError for a disposed tensor
  *
  * @example
@@ -83,6 +111,7 @@ export function conv2dPlan(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dO
  * const w = cn.randn([16, 3, 5, 5], { seed: 2, std: 0.1, requiresGrad: true });
  * const b = cn.zeros([16], { requiresGrad: true });
  * const y = cn.conv2d(x, w, b, { padding: 2 }); // [8, 16, 32, 32]
+ * const y2 = cn.conv2d(x, w, b, { padding: 2, version: 2 }); // implicit-GEMM kernels on CUDA
  * ```
  */
 export function conv2d(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dOptions = {}): Tensor {
