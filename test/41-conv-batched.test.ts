@@ -66,14 +66,15 @@ describe('conv2d with large batches', () => {
       const w = cn.tensor(wd, ws, { requiresGrad: true });
       const b = cn.tensor(bd, [p.F], { requiresGrad: true });
       const y = cn.conv2d(x, w, b, { stride: [p.sh, p.sw], padding: [p.ph, p.pw], groups: p.groups });
-      y.backward(cn.tensor(gd, y.shape));
+      const g = cn.tensor(gd, y.shape);
+      y.backward(g);
       // float32 sums of up to Cg*KH*KW terms (y, dx) and N*OH*OW terms (dw, db).
       expectClose(await y.data(), conv2dRef(p, xd, wd, bd), 5e-5);
       const ref = conv2dGradRef(p, xd, wd, gd);
       expectClose(await x.grad!.data(), ref.dx, 5e-5);
       expectClose(await w.grad!.data(), ref.dw, 2e-4);
       expectClose(await b.grad!.data(), ref.db, 2e-4);
-      for (const t of [x, w, b, y]) t.dispose();
+      for (const t of [x.grad!, w.grad!, b.grad!, x, w, b, y, g]) t.dispose();
     });
   }
 });
@@ -83,9 +84,10 @@ async function convStep(device: string): Promise<Float32Array[]> {
   const w = rand([32, 8, 3, 3], 12, { device, requiresGrad: true });
   const b = rand([32], 13, { device, requiresGrad: true });
   const y = cn.conv2d(x, w, b, { padding: 1, groups: 2 });
-  y.backward(rand(y.shape.slice(), 14, { device }));
+  const g = rand(y.shape.slice(), 14, { device });
+  y.backward(g);
   const out = await Promise.all([y.data(), x.grad!.data(), w.grad!.data(), b.grad!.data()]);
-  for (const t of [x, w, b, y]) t.dispose();
+  for (const t of [x.grad!, w.grad!, b.grad!, x, w, b, y, g]) t.dispose();
   return out as Float32Array[];
 }
 
