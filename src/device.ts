@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { nvrtcStatus } from './cuda.js';
 import { cudnnStatus } from './cudnn.js';
 import { addonOrigin, native, type AddonSource } from './native.js';
+import { devicesUsed } from './tensor.js';
 
 /** One entry of {@link devices}. */
 export interface DeviceInfo {
@@ -184,6 +185,47 @@ export function allocatorStats(device: string): AllocatorStats {
  */
 export function emptyCache(device: string): void {
   native.emptyCache(device === 'cpu' ? 'cpu:0' : device === 'cuda' ? 'cuda:0' : device);
+}
+
+const canonical = (device: string) => (device === 'cpu' ? 'cpu:0' : device === 'cuda' ? 'cuda:0' : device);
+
+/**
+ * The most bytes each device's allocator has had in use at once, since the process started or
+ * since {@link resetPeakMemory}: what a run needed on each device (blocks rounded up as the
+ * allocator rounds them; free blocks it keeps cached are not counted, since it returns them to
+ * the device before it ever reports running out). Lists the devices that have held a tensor,
+ * or the ones asked for.
+ *
+ * @throws DeviceError for an unknown device in `devices`
+ *
+ * @example
+ * ```ts
+ * cn.resetPeakMemory();
+ * // ... a training step on cuda:0 and cuda:1 ...
+ * const peak = cn.peakMemory(); // { 'cuda:0': 2.1e9, 'cuda:1': 1.9e9 }
+ * ```
+ */
+export function peakMemory(devices?: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const d of devices ?? devicesUsed()) out[canonical(d)] = native.memoryStats(canonical(d)).peak;
+  return out;
+}
+
+/**
+ * Starts each device's peak ({@link peakMemory}, `allocatorStats(d).peak`) over from the bytes
+ * in use now: every device that has held a tensor, or the ones given.
+ *
+ * @throws DeviceError for an unknown device
+ *
+ * @example
+ * ```ts
+ * cn.resetPeakMemory(['cpu:0', 'cpu:1']);
+ * model.forward(x).dispose();
+ * console.log(cn.peakMemory(['cpu:0'])['cpu:0'] - cn.allocatorStats('cpu:0').inUse, 'bytes of activations');
+ * ```
+ */
+export function resetPeakMemory(devices?: readonly string[]): void {
+  for (const d of devices ?? devicesUsed()) native.resetPeak(canonical(d));
 }
 
 /** One op as its device's queue ran it: times in microseconds on one process-wide clock. */

@@ -34,6 +34,7 @@ export interface NativeAddon {
   synchronizeSync(device: string): void;
   memoryStats(device: string): { inUse: number; cached: number; peak: number; blocks: number };
   emptyCache(device: string): void;
+  resetPeak(device: string): void;
   traceStart(): void;
   traceStop(): { device: string; op: string; start: number; end: number }[];
   // Benchmark facilities (native/bench/, native/addon/bench_addon.cc).

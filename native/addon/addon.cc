@@ -372,6 +372,14 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   });
 }
 
+// resetPeak(deviceId): the allocator's peak starts over from the bytes in use now.
+Napi::Value ResetPeak(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    cn::get_device(arg_string(info, 0, "device"))->allocator().reset_peak();
+    return env.Undefined();
+  });
+}
+
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   return guarded(info, [&](Napi::Env env) -> Napi::Value {
     cn::get_device(arg_string(info, 0, "device"))->allocator().empty_cache();
@@ -420,6 +428,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("synchronizeSync", Napi::Function::New(env, SynchronizeSync));
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats));
   exports.Set("emptyCache", Napi::Function::New(env, EmptyCache));
+  exports.Set("resetPeak", Napi::Function::New(env, ResetPeak));
   cn::addon::register_bench(env, exports);
   cn::addon::register_rtc(env, exports);
   return exports;

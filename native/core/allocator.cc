@@ -77,6 +77,11 @@ void CachingAllocator::empty_cache() {
   stats_.cached = 0;
 }
 
+void CachingAllocator::reset_peak() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.peak = stats_.in_use;
+}
+
 AllocatorStats CachingAllocator::stats() {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;

@@ -34,6 +34,8 @@ class CachingAllocator {
   void release(void* ptr, size_t rounded);
   void empty_cache();
   AllocatorStats stats();
+  // Starts the peak over from the bytes in use now.
+  void reset_peak();
 
   static size_t round_size(size_t bytes);
 
