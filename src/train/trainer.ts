@@ -66,7 +66,7 @@ export interface TrainConfig {
   numClasses: number;
   /** Patches per validation image: 1 (the centre crop) or 10 (the paper's four corners, centre and mirrors, softmax averaged). */
   evalPatches: 1 | 10;
-  /** Training steps whose ops are traced (after two warm-up steps) for the report's per-op times and timeline; 0 traces nothing. */
+  /** Training steps whose ops are traced (after two warm-up steps, fewer in a short run) for the report's per-op times and timeline; 0 traces nothing. */
   traceSteps: number;
 }
 
@@ -691,9 +691,7 @@ export async function openData(config: TrainConfig, opts: { normalization?: Norm
   if (data.train.batchesPerEpoch === 0) {
     throw new ShapeError(`train: the training set (${data.train.size} images) is smaller than one batch (${config.batch})`);
   }
-  if (data.test.batchesPerEpoch === 0) {
-    throw new ShapeError(`train: the validation set (${data.test.size} images) is smaller than one batch (${data.test.batchSize})`);
-  }
+  if (data.test.batchesPerEpoch === 0) throw new ShapeError(`train: the validation set has no images`);
   return data;
 }
 
@@ -857,7 +855,8 @@ export async function train(configIn: TrainConfig, outDir: string, hooks: TrainH
     let final: TrainResult['final'];
     let trace: TraceSample | undefined;
     let tracing: number | null = null;
-    const traceFrom = 2;
+    // Two warm-up steps before the traced ones, fewer in a run too short for them.
+    const traceFrom = Math.max(0, Math.min(2, (config.epochs - epoch) * bpe - k - config.traceSteps));
     let localSteps = 0;
     const endTrace = async () => {
       if (tracing === null) return;
