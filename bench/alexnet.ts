@@ -139,7 +139,7 @@ export const alexnetSuite: Suite = {
         for (const [towers, devs] of configs) {
           const name = towers === 1 ? 'one tower' : 'two towers';
           if (towers === 2 && !(devs.length === 2 && devs.every((d) => d.startsWith('cuda')) && devs[0] !== devs[1])) {
-            const reason = `pytorch ${name}: PyTorch has no second CPU device; its two towers need two CUDA devices`;
+            const reason = 'PyTorch has no second CPU device; its two towers need two CUDA devices';
             skipped.push({ driver: `pytorch ${name}`, reason });
             log(`pytorch ${name}: skipped: ${reason}`);
             continue;
@@ -149,7 +149,7 @@ export const alexnetSuite: Suite = {
             results.push(await measureTorch(py.python, towers, devs.map(torchDevice), opts));
           } catch (e) {
             // A second GPU that only this library sees (CONVNET_VIRTUAL_GPUS) is not PyTorch's.
-            const reason = `pytorch ${name}: ${e instanceof Error ? e.message : String(e)}`;
+            const reason = e instanceof Error ? e.message : String(e);
             if (towers === 2) skipped.push({ driver: `pytorch ${name}`, reason });
             else failed.push({ driver: `pytorch ${name}`, error: reason });
             log(`pytorch ${name}: ${towers === 2 ? 'skipped' : 'FAILED'}: ${reason}`);

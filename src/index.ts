@@ -136,7 +136,6 @@ export {
   type SafetensorsDType,
   MAX_HEADER_BYTES,
 } from './io/safetensors.js';
-export type { ImageBatch, ImageSource } from './data/source.js';
 export { SyntheticSource, type SyntheticOptions } from './data/synthetic.js';
 export { LoaderSource } from './data/open.js';
 export * as nn from './nn/index.js';

@@ -72,7 +72,7 @@ export class LoaderSource implements ImageSource {
   /** The class names. */
   readonly classes: readonly string[];
   /** Never anything: the images are in memory. */
-  readonly skipped: readonly { file: string; reason: string }[] = [];
+  readonly skipped: ImageSource['skipped'] = [];
 
   constructor(
     /** The loader the batches come from. */

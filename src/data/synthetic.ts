@@ -119,7 +119,7 @@ export class SyntheticSource implements ImageSource {
   /** Patches per image in a batch. */
   readonly patches: 1 | 10;
   /** Never anything: no files. */
-  readonly skipped: readonly { file: string; reason: string }[] = [];
+  readonly skipped: ImageSource['skipped'] = [];
 
   private readonly dataSeed: number;
   private seed: number;

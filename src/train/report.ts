@@ -196,8 +196,8 @@ export function timelineSvg(events: TraceEvent[]): string {
   const W = 960, L = 70, R = 10, lane = 34, T = 24;
   const H = T + devices.length * lane + 30;
   if (events.length === 0) return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="40"><text x="10" y="24" font-size="13">no ops were traced</text></svg>`;
-  const t0 = Math.min(...events.map((e) => e.start));
-  const t1 = Math.max(...events.map((e) => e.end));
+  const t0 = events.reduce((m, e) => Math.min(m, e.start), Infinity);
+  const t1 = events.reduce((m, e) => Math.max(m, e.end), -Infinity);
   const span = Math.max(t1 - t0, 1);
   const px = (t: number) => L + ((t - t0) / span) * (W - L - R);
   const parts = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" role="img" aria-label="timeline">`];
