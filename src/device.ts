@@ -126,6 +126,14 @@ export function buildInfo(): BuildInfo {
 }
 
 /**
+ * @internal The package version and whether CUDA is compiled in, without probing for cuDNN and
+ * NVRTC as {@link buildInfo} does (which can take seconds the first time).
+ */
+export function buildSummary(): { version: string; cuda: boolean } {
+  return { version: packageVersion(), cuda: native.buildInfo().cuda };
+}
+
+/**
  * Waits until every op queued on the device so far has run; rethrows a deferred device error.
  * `'cpu'` and `'cuda'` mean `'cpu:0'` and `'cuda:0'`.
  *

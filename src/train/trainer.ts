@@ -17,7 +17,7 @@ import { accessSync, appendFileSync, constants as fsConstants, mkdirSync, realpa
 import path from 'node:path';
 
 import { noGrad } from '../autograd.js';
-import { allocatorStats, buildInfo, peakMemory, resetPeakMemory, synchronize, traceStart, traceStop, type TraceEvent } from '../device.js';
+import { allocatorStats, buildSummary, peakMemory, resetPeakMemory, synchronize, traceStart, traceStop, type TraceEvent } from '../device.js';
 import { FormatError, IOError, OutOfMemoryError, ShapeError } from '../errors.js';
 import { FASHION_MNIST_CLASSES, loadFashionMnist, type ImageDataset } from '../data/fashion-mnist.js';
 import { BatchLoader, batchToTensors, type LoaderState, type Normalization } from '../data/loader.js';
@@ -808,7 +808,7 @@ export async function train(configIn: TrainConfig, outDir: string, hooks: TrainH
         `validation on ${config.evalPatches === 10 ? '10 patches (softmax averaged)' : 'the centre crop'}`],
       ['recipe', `SGD lr ${config.lr}, momentum ${config.momentum}, weight decay ${config.weightDecay}, batch ${config.batch}, schedule ${config.schedule}, init ${config.init}`],
       ['augmentation', [config.flip ? 'random horizontal flips' : '', config.crop ? (config.data === 'fashion-mnist' ? 'random crops (pad 2)' : 'random crops') : ''].filter(Boolean).join(', ') || 'none'],
-      ['build', `convnet-cuda ${buildInfo().version}, CUDA ${buildInfo().cuda ? 'on' : 'off'}`],
+      ['build', `convnet-cuda ${buildSummary().version}, CUDA ${buildSummary().cuda ? 'on' : 'off'}`],
     ];
     const append = (line: object) => writing(metricsFile, () => appendFileSync(metricsFile, JSON.stringify(line) + '\n'));
     const record = (r: MetricRecord) => {
