@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { nvrtcStatus } from './cuda.js';
 import { cudnnStatus } from './cudnn.js';
 import { addonOrigin, native, type AddonSource } from './native.js';
+import { ShapeError } from './errors.js';
 import { devicesUsed } from './tensor.js';
 
 /** One entry of {@link devices}. */
@@ -161,6 +162,8 @@ export interface AllocatorStats {
   peak: number;
   /** Blocks in use. */
   blocks: number;
+  /** Bytes in use when the allocator last refused an allocation (0 if it never did): with the error's `bytesAsked`, what that allocation needed. */
+  inUseAtFailure: number;
 }
 
 /**
@@ -234,6 +237,32 @@ export function peakMemory(devices?: readonly string[]): Record<string, number> 
  */
 export function resetPeakMemory(devices?: readonly string[]): void {
   for (const d of devices ?? devicesUsed()) native.resetPeak(canonical(d));
+}
+
+/**
+ * Makes a device's allocator refuse any allocation that would take its bytes in use past
+ * `bytes`, with the `OutOfMemoryError` a device of that size would give: a way to check that a
+ * run fits a smaller GPU (the paper's 3 GB GTX 580) on a larger one or on a CPU queue. `null`
+ * lifts the limit. Bytes already in use stay.
+ *
+ * @throws ShapeError for bytes that are not a non-negative integer; DeviceError for an unknown device
+ *
+ * @example
+ * ```ts
+ * cn.setMemoryLimit('cuda:0', 3 * 2 ** 30);
+ * try {
+ *   // ... a training step ...
+ * } catch (e) {
+ *   if (e instanceof cn.OutOfMemoryError) console.log(`needs more than 3 GiB on ${e.device}`);
+ * }
+ * cn.setMemoryLimit('cuda:0', null);
+ * ```
+ */
+export function setMemoryLimit(device: string, bytes: number | null): void {
+  if (bytes !== null && !(typeof bytes === 'number' && Number.isSafeInteger(bytes) && bytes >= 0)) {
+    throw new ShapeError(`setMemoryLimit: bytes must be a non-negative integer or null, received ${String(bytes)}`);
+  }
+  native.setMemoryLimit(canonical(device), bytes);
 }
 
 /** One op as its device's queue ran it: times in microseconds on one process-wide clock. */

@@ -19,6 +19,7 @@ export {
   emptyCache,
   peakMemory,
   resetPeakMemory,
+  setMemoryLimit,
   traceStart,
   traceStop,
   type TraceEvent,

@@ -5,7 +5,7 @@
  * the command line's answers to bad flags. Batches of 2 to 4 images keep it short.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -244,6 +244,40 @@ describe('AlexNet on two CPU towers', () => {
   });
 });
 
+describe('a run that does not fit', () => {
+  it('stops with an OutOfMemoryError that says what it had in use, what it asked for and what it needs', async () => {
+    const out = tmp();
+    expect(() => cn.setMemoryLimit('cpu:1', -1)).toThrow(new cn.ShapeError('setMemoryLimit: bytes must be a non-negative integer or null, received -1'));
+    const limit = 200_000_000; // tower B's weights fit; with their gradients they do not
+    cn.setMemoryLimit('cpu:1', limit);
+    let err: unknown;
+    try {
+      await train({ ...tiny, traceSteps: 0 }, out);
+    } catch (e) {
+      err = e;
+    } finally {
+      cn.setMemoryLimit('cpu:1', null);
+    }
+    expect(err).toBeInstanceOf(cn.OutOfMemoryError);
+    const e = err as cn.OutOfMemoryError;
+    expect(e.device).toBe('cpu:1');
+    const gib = String.raw`\d+\.\d\d GiB \((\d+) bytes\)`;
+    const m = new RegExp(`^train: alexnet with batch 1 does not fit cpu:1: it had ${gib} in use and asked for ${gib} more with ${gib} free, ` +
+      `so it needs at least ${gib} there \\(peak so far: cpu:0 ${gib}, cpu:1 ${gib}\\); try a smaller --batch$`).exec(e.message);
+    expect(m, e.message).not.toBeNull();
+    const [inUse, asked, free, needs, , peakB] = m!.slice(1).map(Number);
+    expect(asked).toBe(e.bytesAsked);
+    expect(free).toBe(e.bytesFree);
+    expect(inUse + free).toBe(limit);
+    expect(needs).toBe(inUse + asked);
+    expect(needs).toBeGreaterThan(limit);
+    expect(peakB).toBeLessThanOrEqual(limit);
+    const last = JSON.parse(readFileSync(path.join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').at(-1)!);
+    expect(last).toMatchObject({ kind: 'out-of-memory', device: 'cpu:1', bytesAsked: asked, bytesFree: free, bytesInUse: inUse });
+    expect(existsSync(path.join(out, 'checkpoint.safetensors'))).toBe(false);
+  });
+});
+
 describe('convnet train --model alexnet', () => {
   it('answers bad flags with one exact line and exit 2', async () => {
     const cases: [string[], string][] = [
@@ -258,6 +292,7 @@ describe('convnet train --model alexnet', () => {
       [['--model', 'alexnet', '--data', 'synthetic', '--classes', '1'], '--classes must be an integer of at least 2, received 1'],
       [['--model', 'alexnet', '--classes', '5', '--data-dir', '/x', '--data', 'imagenet'], '--classes applies to --data synthetic only (imagenet brings its own classes)'],
       [['--model', 'alexnet', '--data', 'synthetic', '--towers', '2', '--devices', 'cpu:0'], "--devices must list 2 devices for --towers 2, received 'cpu:0'"],
+      [['--model', 'alexnet', '--data', 'synthetic', '--memory-limit', '3 apples'], "--memory-limit must be a size such as 3GiB, 3GB, 1500MiB or a number of bytes, received '3 apples'"],
     ];
     const runs = await Promise.all(cases.map(([args]) => cliAsync(['train', ...args, '--out', path.join(tmp(), 'never')])));
     cases.forEach(([args, message], i) => {

@@ -76,6 +76,9 @@ options:
   --train-limit N      train on the first N images only (default all; synthetic: 10 batches)
   --test-limit N       validate on the first N images only (default all; synthetic: 256)
   --log-every N        a metrics line every N steps (default 50; alexnet 20)
+  --memory-limit SIZE  refuse to use more than SIZE on each device (e.g. 3GiB, as the paper's
+                       GPUs had; 3GB, 1500MiB or bytes): a run that does not fit stops, saying
+                       how much it needed
   --trace-steps N      trace the ops of N steps (after 2 warm-up steps) for the report's
                        per-op times and timeline (default 3; 0: none)
   --out DIR            output folder (default runs/<model>-<date>-<time>)
@@ -152,6 +155,18 @@ function number(flag: string, v: string | undefined, fallback: number, check: (n
   return n;
 }
 
+const UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30 };
+
+/** A size such as 3GiB, 3GB, 1500MiB or 3221225472 (bytes), in bytes. */
+function parseBytes(flag: string, v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?$/i.exec(v.trim());
+  const bytes = m ? Math.round(Number(m[1]) * UNITS[(m[2] ?? '').toLowerCase()]) : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) {
+    throw new UsageError(`--${flag} must be a size such as 3GiB, 3GB, 1500MiB or a number of bytes, received ${shown(v)}`);
+  }
+  return bytes;
+}
+
 const positiveInt = (n: number) => Number.isInteger(n) && n > 0;
 const nonNegativeInt = (n: number) => Number.isInteger(n) && n >= 0;
 
@@ -220,7 +235,7 @@ async function trainCommand(args: string[]): Promise<number> {
     momentum: { type: 'string' }, 'weight-decay': { type: 'string' }, schedule: { type: 'string' },
     init: { type: 'string' }, 'no-flip': { type: 'boolean' }, crop: { type: 'boolean' }, 'no-crop': { type: 'boolean' },
     'eval-patches': { type: 'string' }, seed: { type: 'string' }, 'train-limit': { type: 'string' }, 'test-limit': { type: 'string' },
-    'log-every': { type: 'string' }, 'trace-steps': { type: 'string' }, out: { type: 'string' }, resume: { type: 'string' }, quiet: { type: 'boolean' },
+    'log-every': { type: 'string' }, 'trace-steps': { type: 'string' }, 'memory-limit': { type: 'string' }, out: { type: 'string' }, resume: { type: 'string' }, quiet: { type: 'boolean' },
   });
   if (v.help) {
     console.log(TRAIN_USAGE);
@@ -285,6 +300,7 @@ async function trainCommand(args: string[]): Promise<number> {
     logEvery: number('log-every', v['log-every'] as string | undefined, DEFAULT_CONFIG.logEvery, positiveInt, 'a positive integer'),
     traceSteps: number('trace-steps', v['trace-steps'] as string | undefined, DEFAULT_CONFIG.traceSteps, nonNegativeInt, 'a non-negative integer'),
   };
+  const memoryLimit = v['memory-limit'] === undefined ? undefined : parseBytes('memory-limit', v['memory-limit'] as string);
   const resume = v.resume as string | undefined;
   let config: TrainConfig;
   if (resume === undefined) {
@@ -331,6 +347,10 @@ async function trainCommand(args: string[]): Promise<number> {
       throw new UsageError(`--devices: ${e.message.replace(/^device: /, '')}${hint}`);
       throw e;
     }
+  }
+  if (memoryLimit !== undefined) {
+    const { setMemoryLimit } = await import('../device.js');
+    for (const d of config.devices) setMemoryLimit(d, memoryLimit);
   }
   const out = (v.out as string | undefined) ?? (resume ? path.dirname(resume) : path.join('runs', `${config.model}-${stamp()}`));
   checkOutDir(out);

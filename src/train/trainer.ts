@@ -956,7 +956,8 @@ export async function train(configIn: TrainConfig, outDir: string, hooks: TrainH
       if (tracing !== null) traceStop();
       if (e instanceof OutOfMemoryError) {
         const peak = peakMemory(config.devices);
-        const inUse = e.device && config.devices.includes(e.device) ? allocatorStats(e.device).inUse : 0;
+        // What the device had in use when it said no (the allocator records it under its lock).
+        const inUse = e.device && config.devices.includes(e.device) ? allocatorStats(e.device).inUseAtFailure : 0;
         const msg = `train: ${config.model} with batch ${config.batch} does not fit ${e.device || 'a device'}: it had ${showBytes(inUse)} in use and asked for ` +
           `${showBytes(e.bytesAsked)} more with ${showBytes(e.bytesFree)} free, so it needs at least ${showBytes(inUse + e.bytesAsked)} there ` +
           `(peak so far: ${Object.entries(peak).map(([d, b]) => `${d} ${showBytes(b)}`).join(', ')}); try a smaller --batch`;
@@ -1009,8 +1010,15 @@ function step(model: AlexNet, opt: SGD, batch: ImageBatch, device: string): Tens
     const { x, labels } = batchToTensors(batch, device);
     return softmaxCrossEntropy(model.forward(x), labels);
   });
-  loss.backward();
-  opt.step();
-  opt.zeroGrad();
+  try {
+    loss.backward();
+    opt.step();
+  } catch (e) {
+    // Out of memory half way, say: the loss (and the graph behind it) goes now.
+    loss.dispose();
+    throw e;
+  } finally {
+    opt.zeroGrad();
+  }
   return loss;
 }
