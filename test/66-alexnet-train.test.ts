@@ -1,19 +1,20 @@
 /**
  * AlexNet from the training loop and the command line, on two CPU towers with synthetic
- * images: the synthetic source and its ten patches, the ten-patch average, a few steps that
+ * images and a small image folder: the synthetic source and its ten patches, the ten-patch average, a few steps that
  * lower the loss, an exact resume, the peak memory of each device, the report's figures, and
  * the command line's answers to bad flags. Batches of 2 to 4 images keep it short.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 
 import * as cn from '../src/index.js';
-import { ALEXNET_CONFIG, averagePatchSoftmax, countCorrect, evaluate, train, type TrainConfig } from '../src/train/trainer.js';
+import { ALEXNET_CONFIG, averagePatchSoftmax, countCorrect, evaluate, readCheckpointState, train, type TrainConfig } from '../src/train/trainer.js';
 import { crc32 } from '../src/train/png.js';
 import { trackLeaks } from './helpers.js';
 
@@ -244,6 +245,32 @@ describe('AlexNet on two CPU towers', () => {
   });
 });
 
+describe('AlexNet on an image folder', () => {
+  it('trains two towers on JPEGs decoded on the fly, the classes from the folders, with ten-patch validation', async () => {
+    const dir = tmp();
+    const colours: [string, [number, number, number]][] = [['cat', [200, 40, 30]], ['dog', [30, 40, 200]]];
+    for (const [cls, [r, g, b]] of colours) {
+      for (const [split, n] of [['train', 2], ['val', 1]] as const) {
+        mkdirSync(path.join(dir, split, cls), { recursive: true });
+        for (let i = 0; i < n; i++) {
+          await sharp({ create: { width: 300, height: 260, channels: 3, background: { r, g: g + 20 * i, b } } }).jpeg().toFile(path.join(dir, split, cls, `${i}.jpg`));
+        }
+      }
+    }
+    const out = tmp();
+    const r = await train({ ...tiny, data: 'imagefolder', dataDir: dir, batch: 2, trainLimit: 0, testLimit: 0, traceSteps: 0 }, out);
+    expect(r.status).toBe('done');
+    expect(r.steps).toBe(2);
+    expect(r.final!.testTop5).toBe(1); // two classes: both are in the top five
+    const state = await readCheckpointState(path.join(out, 'checkpoint.safetensors'));
+    expect(state.config.numClasses).toBe(2);
+    const html = readFileSync(path.join(out, 'report.html'), 'utf8');
+    expect(html).toContain('imagefolder (');
+    expect(html.match(/<figure class="sample">/g)).toHaveLength(2);
+    expect(html).toMatch(/true: <b>cat<\/b>/);
+  });
+});
+
 describe('a run that does not fit', () => {
   it('stops with an OutOfMemoryError that says what it had in use, what it asked for and what it needs', async () => {
     const out = tmp();
@@ -285,7 +312,6 @@ describe('convnet train --model alexnet', () => {
       [['--model', 'alexnet', '--data', 'fashion-mnist'], '--data fashion-mnist holds 1x28x28 images for alexnet-mini; --model alexnet takes imagenet, imagefolder or synthetic'],
       [['--data', 'imagenet'], '--data imagenet holds 3x224x224 images for --model alexnet; alexnet-mini takes fashion-mnist or synthetic'],
       [['--model', 'alexnet', '--data', 'imagenet'], '--data imagenet needs --data-dir DIR'],
-      [['--model', 'alexnet', '--data', 'imagefolder', '--data-dir', '/nonexistent'], '--data imagefolder: this build has no JPEG loader yet; --data synthetic trains without files'],
       [['--model', 'alexnet', '--data', 'synthetic', '--width', '0.5'], '--width applies to --model alexnet-mini only'],
       [['--model', 'alexnet', '--data', 'synthetic', '--eval-patches', '5'], '--eval-patches must be 1 or 10, received 5'],
       [['--eval-patches', '10'], '--eval-patches 10 needs imagenet, imagefolder or synthetic data; fashion-mnist is evaluated on whole images'],

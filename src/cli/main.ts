@@ -262,8 +262,6 @@ async function trainCommand(args: string[]): Promise<number> {
   if (v.classes !== undefined && data !== 'synthetic') throw new UsageError(`--classes applies to --data synthetic only (${data} brings its own classes)`);
   if (data === 'imagenet' || data === 'imagefolder') {
     if (v.resume === undefined && v['data-dir'] === undefined) throw new UsageError(`--data ${data} needs --data-dir DIR`);
-    const { IMAGE_LOADER_AVAILABLE } = await import('../data/open.js');
-    if (!IMAGE_LOADER_AVAILABLE) throw new UsageError(`--data ${data}: this build has no JPEG loader yet; --data synthetic trains without files`);
   }
   if (v.crop && v['no-crop']) throw new UsageError('--crop and --no-crop cannot both be given');
   if (v.init !== undefined && v.init !== 'he' && v.init !== 'paper') throw new UsageError(`--init must be he or paper, received '${v.init}'`);

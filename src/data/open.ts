@@ -1,16 +1,17 @@
 /**
  * Opening the data sets `convnet train` reads, all behind the {@link ImageSource} interface:
  * Fashion-MNIST (an adapter over the in-memory {@link BatchLoader}), the synthetic source, and
- * ImageNet / image folders (the JPEG pipeline, through {@link openImageSource}).
+ * ImageNet / image folders (the JPEG pipeline, through {@link openDataSplit}).
  */
-import { ConvnetError } from '../errors.js';
+import { ShapeError } from '../errors.js';
+import { openImageSource } from './image-source.js';
 import { BatchLoader, type LoaderState } from './loader.js';
 import type { ImageBatch, ImageSource } from './source.js';
 
 /** The data sets `convnet train --data` knows. */
 export type DataKind = 'fashion-mnist' | 'imagenet' | 'imagefolder' | 'synthetic';
 
-/** Options of {@link openImageSource}. */
+/** Options of {@link openDataSplit}. */
 export interface OpenImageSourceOptions {
   /** Images per batch. */
   batchSize: number;
@@ -29,32 +30,35 @@ export interface OpenImageSourceOptions {
 }
 
 /**
- * Whether this build has the JPEG pipeline that reads `--data imagenet` and `--data imagefolder`.
- * False until the loader is connected in {@link openImageSource}.
- */
-export const IMAGE_LOADER_AVAILABLE: boolean = false;
-
-/**
  * Opens a split of an ImageNet (ILSVRC-2012 layout) or image-folder data set as an
- * {@link ImageSource} of 3×224×224 patches.
+ * {@link ImageSource} of 3×224×224 patches for the trainer, through the image pipeline's
+ * `openImageSource` (packed files when `convnet prepare` wrote them, else decoding on the fly).
+ * Training batches (`shuffle`) get its random crops, flips (`flip`) and colour noise; random
+ * crops go with training batches there, so `crop: false` is refused for them.
  *
- * This is the one call site of the JPEG pipeline: until that pipeline is part of the build it
- * throws, and {@link IMAGE_LOADER_AVAILABLE} is false (the command line then refuses
- * `--data imagenet` and `--data imagefolder` up front).
- *
- * @throws ConvnetError when this build has no image loader
+ * @throws ShapeError for training batches without crops; what the pipeline throws for a bad layout
  *
  * @example
  * ```ts
- * const train = await openImageSource('imagenet', '/data/ilsvrc2012', 'train', { batchSize: 128, seed: 1, shuffle: true, crop: true, flip: true, patches: 1, limit: 0 });
+ * const train = await openDataSplit('imagenet', '/data/ilsvrc2012', 'train', { batchSize: 128, seed: 1, shuffle: true, crop: true, flip: true, patches: 1, limit: 0 });
  * train.classes.length; // 1000
  * ```
  */
-export async function openImageSource(kind: 'imagenet' | 'imagefolder', dir: string, split: 'train' | 'val', opts: OpenImageSourceOptions): Promise<ImageSource> {
-  void dir;
-  void split;
-  void opts;
-  throw new ConvnetError(`train: --data ${kind} needs the JPEG loader, which is not part of this build; --data synthetic trains without files`);
+export async function openDataSplit(kind: 'imagenet' | 'imagefolder', dir: string, split: 'train' | 'val', opts: OpenImageSourceOptions): Promise<ImageSource> {
+  if (opts.shuffle && !opts.crop) {
+    throw new ShapeError(`train: --data ${kind} trains on random 224x224 crops; --no-crop applies to synthetic and fashion-mnist data`);
+  }
+  return openImageSource({
+    data: kind,
+    dataDir: dir,
+    split,
+    batchSize: opts.batchSize,
+    seed: opts.seed,
+    train: opts.shuffle,
+    patches: opts.patches,
+    flip: opts.flip ? 0.5 : 0,
+    ...(opts.limit ? { limit: opts.limit } : {}),
+  });
 }
 
 /**

@@ -21,7 +21,7 @@ import { allocatorStats, buildSummary, peakMemory, resetPeakMemory, synchronize,
 import { FormatError, IOError, OutOfMemoryError, ShapeError } from '../errors.js';
 import { FASHION_MNIST_CLASSES, loadFashionMnist, type ImageDataset } from '../data/fashion-mnist.js';
 import { BatchLoader, batchToTensors, type LoaderState, type Normalization } from '../data/loader.js';
-import { LoaderSource, openImageSource, type DataKind } from '../data/open.js';
+import { LoaderSource, openDataSplit, type DataKind } from '../data/open.js';
 import type { ImageBatch, ImageSource } from '../data/source.js';
 import { SyntheticSource } from '../data/synthetic.js';
 import { load, saveTensors } from '../io/safetensors.js';
@@ -676,8 +676,8 @@ export async function openData(config: TrainConfig, opts: { normalization?: Norm
     data = { train, test };
   } else {
     const dir = config.dataDir ?? '';
-    const test = await openImageSource(config.data, dir, 'val', { batchSize: evalBatch(config), seed: 0, shuffle: false, crop: false, flip: false, patches, limit: config.testLimit });
-    const train = opts.only === 'test' ? test : await openImageSource(config.data, dir, 'train', {
+    const test = await openDataSplit(config.data, dir, 'val', { batchSize: evalBatch(config), seed: 0, shuffle: false, crop: false, flip: false, patches, limit: config.testLimit });
+    const train = opts.only === 'test' ? test : await openDataSplit(config.data, dir, 'train', {
       batchSize: config.batch, seed: config.seed, shuffle: true, crop: config.crop, flip: config.flip, patches: 1, limit: config.trainLimit,
     });
     data = { train, test };
