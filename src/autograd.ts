@@ -19,7 +19,7 @@
  */
 import { DisposedError, ShapeError, DeviceError } from './errors.js';
 import { native } from './native.js';
-import { empty, formatShape, keepFromScopes, setBackward, Storage, Tensor, type DType } from './tensor.js';
+import { empty, formatShape, keepFromScopes, scope, setBackward, Storage, Tensor, type DType } from './tensor.js';
 
 /** The node that produced t: always a Node of this module, which alone sets `_state.node`. */
 function nodeOf(t: Tensor): Node | null {
@@ -258,7 +258,9 @@ function runGraph(rootNode: Node, root: Tensor, gradOutput?: Tensor): void {
       const g = grads.get(node);
       if (!g) continue;
       grads.delete(node);
-      const inGrads = node.run(g);
+      // In a scope: a backward that fails half way (out of memory, say) leaves none of the
+      // gradients it had already made behind.
+      const inGrads = scope(() => node.run(g));
       if (owned.has(g)) {
         owned.delete(g);
         g.dispose();

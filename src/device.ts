@@ -6,6 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { nvrtcStatus } from './cuda.js';
 import { cudnnStatus } from './cudnn.js';
 import { addonOrigin, native, type AddonSource } from './native.js';
+import { ShapeError } from './errors.js';
+import { devicesUsed } from './tensor.js';
 
 /** One entry of {@link devices}. */
 export interface DeviceInfo {
@@ -125,6 +127,14 @@ export function buildInfo(): BuildInfo {
 }
 
 /**
+ * @internal The package version and whether CUDA is compiled in, without probing for cuDNN and
+ * NVRTC as {@link buildInfo} does (which can take seconds the first time).
+ */
+export function buildSummary(): { version: string; cuda: boolean } {
+  return { version: packageVersion(), cuda: native.buildInfo().cuda };
+}
+
+/**
  * Waits until every op queued on the device so far has run; rethrows a deferred device error.
  * `'cpu'` and `'cuda'` mean `'cpu:0'` and `'cuda:0'`.
  *
@@ -152,6 +162,8 @@ export interface AllocatorStats {
   peak: number;
   /** Blocks in use. */
   blocks: number;
+  /** Bytes in use when the allocator last refused an allocation (0 if it never did): with the error's `bytesAsked`, what that allocation needed. */
+  inUseAtFailure: number;
 }
 
 /**
@@ -184,6 +196,73 @@ export function allocatorStats(device: string): AllocatorStats {
  */
 export function emptyCache(device: string): void {
   native.emptyCache(device === 'cpu' ? 'cpu:0' : device === 'cuda' ? 'cuda:0' : device);
+}
+
+const canonical = (device: string) => (device === 'cpu' ? 'cpu:0' : device === 'cuda' ? 'cuda:0' : device);
+
+/**
+ * The most bytes each device's allocator has had in use at once, since the process started or
+ * since {@link resetPeakMemory}: what a run needed on each device (blocks rounded up as the
+ * allocator rounds them; free blocks it keeps cached are not counted, since it returns them to
+ * the device before it ever reports running out). Lists the devices that have held a tensor,
+ * or the ones asked for.
+ *
+ * @throws DeviceError for an unknown device in `devices`
+ *
+ * @example
+ * ```ts
+ * cn.resetPeakMemory();
+ * // ... a training step on cuda:0 and cuda:1 ...
+ * const peak = cn.peakMemory(); // { 'cuda:0': 2.1e9, 'cuda:1': 1.9e9 }
+ * ```
+ */
+export function peakMemory(devices?: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const d of devices ?? devicesUsed()) out[canonical(d)] = native.memoryStats(canonical(d)).peak;
+  return out;
+}
+
+/**
+ * Starts each device's peak ({@link peakMemory}, `allocatorStats(d).peak`) over from the bytes
+ * in use now: every device that has held a tensor, or the ones given.
+ *
+ * @throws DeviceError for an unknown device
+ *
+ * @example
+ * ```ts
+ * cn.resetPeakMemory(['cpu:0', 'cpu:1']);
+ * model.forward(x).dispose();
+ * console.log(cn.peakMemory(['cpu:0'])['cpu:0'] - cn.allocatorStats('cpu:0').inUse, 'bytes of activations');
+ * ```
+ */
+export function resetPeakMemory(devices?: readonly string[]): void {
+  for (const d of devices ?? devicesUsed()) native.resetPeak(canonical(d));
+}
+
+/**
+ * Makes a device's allocator refuse any allocation that would take its bytes in use past
+ * `bytes`, with the `OutOfMemoryError` a device of that size would give: a way to check that a
+ * run fits a smaller GPU (the paper's 3 GB GTX 580) on a larger one or on a CPU queue. `null`
+ * lifts the limit. Bytes already in use stay.
+ *
+ * @throws ShapeError for bytes that are not a non-negative integer; DeviceError for an unknown device
+ *
+ * @example
+ * ```ts
+ * cn.setMemoryLimit('cuda:0', 3 * 2 ** 30);
+ * try {
+ *   // ... a training step ...
+ * } catch (e) {
+ *   if (e instanceof cn.OutOfMemoryError) console.log(`needs more than 3 GiB on ${e.device}`);
+ * }
+ * cn.setMemoryLimit('cuda:0', null);
+ * ```
+ */
+export function setMemoryLimit(device: string, bytes: number | null): void {
+  if (bytes !== null && !(typeof bytes === 'number' && Number.isSafeInteger(bytes) && bytes >= 0)) {
+    throw new ShapeError(`setMemoryLimit: bytes must be a non-negative integer or null, received ${String(bytes)}`);
+  }
+  native.setMemoryLimit(canonical(device), bytes);
 }
 
 /** One op as its device's queue ran it: times in microseconds on one process-wide clock. */

@@ -17,6 +17,9 @@ export {
   synchronize,
   allocatorStats,
   emptyCache,
+  peakMemory,
+  resetPeakMemory,
+  setMemoryLimit,
   traceStart,
   traceStop,
   type TraceEvent,
@@ -134,6 +137,8 @@ export {
   type SafetensorsDType,
   MAX_HEADER_BYTES,
 } from './io/safetensors.js';
+export { SyntheticSource, type SyntheticOptions } from './data/synthetic.js';
+export { LoaderSource } from './data/open.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
 export * as models from './models/index.js';

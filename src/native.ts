@@ -32,8 +32,10 @@ export interface NativeAddon {
   launch(op: string, tensors: (NativeHandle | null)[], ints: number[], floats: number[]): void;
   synchronize(device: string): Promise<void>;
   synchronizeSync(device: string): void;
-  memoryStats(device: string): { inUse: number; cached: number; peak: number; blocks: number };
+  memoryStats(device: string): { inUse: number; cached: number; peak: number; blocks: number; inUseAtFailure: number };
   emptyCache(device: string): void;
+  resetPeak(device: string): void;
+  setMemoryLimit(device: string, bytes: number | null): void;
   traceStart(): void;
   traceStop(): { device: string; op: string; start: number; end: number }[];
   // Benchmark facilities (native/bench/, native/addon/bench_addon.cc).

@@ -310,6 +310,11 @@ export function memory(): {
   return { tensors: liveTensors, bytes };
 }
 
+/** @internal The devices that have held a tensor in this process, in first-use order. */
+export function devicesUsed(): string[] {
+  return [...liveBytes.keys()];
+}
+
 /**
  * Runs fn and disposes every tensor created inside it, except those it returns (a tensor, or
  * tensors inside a returned array or plain object, one level deep). fn must be synchronous.

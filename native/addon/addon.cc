@@ -8,6 +8,7 @@
 #include <napi.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -359,7 +360,7 @@ Napi::Value SynchronizeSync(const Napi::CallbackInfo& info) {
   });
 }
 
-// memoryStats(deviceId) -> { inUse, cached, peak, blocks } of the device's allocator.
+// memoryStats(deviceId) -> { inUse, cached, peak, blocks, inUseAtFailure } of the device's allocator.
 Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
   return guarded(info, [&](Napi::Env env) -> Napi::Value {
     cn::AllocatorStats s = cn::get_device(arg_string(info, 0, "device"))->allocator().stats();
@@ -368,7 +369,30 @@ Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
     o.Set("cached", Napi::Number::New(env, static_cast<double>(s.cached)));
     o.Set("peak", Napi::Number::New(env, static_cast<double>(s.peak)));
     o.Set("blocks", Napi::Number::New(env, static_cast<double>(s.blocks)));
+    o.Set("inUseAtFailure", Napi::Number::New(env, static_cast<double>(s.in_use_at_failure)));
     return o;
+  });
+}
+
+// resetPeak(deviceId): the allocator's peak starts over from the bytes in use now.
+Napi::Value ResetPeak(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    cn::get_device(arg_string(info, 0, "device"))->allocator().reset_peak();
+    return env.Undefined();
+  });
+}
+
+// setMemoryLimit(deviceId, bytes | null): the allocator refuses to go past `bytes` in use.
+Napi::Value SetMemoryLimit(const Napi::CallbackInfo& info) {
+  return guarded(info, [&](Napi::Env env) -> Napi::Value {
+    cn::Device* device = cn::get_device(arg_string(info, 0, "device"));
+    size_t limit = SIZE_MAX;
+    if (info.Length() > 1 && info[1].IsNumber()) {
+      double v = info[1].As<Napi::Number>().DoubleValue();
+      limit = v >= 18446744073709549568.0 ? SIZE_MAX : static_cast<size_t>(v);
+    }
+    device->allocator().set_limit(limit);
+    return env.Undefined();
   });
 }
 
@@ -420,6 +444,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("synchronizeSync", Napi::Function::New(env, SynchronizeSync));
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStats));
   exports.Set("emptyCache", Napi::Function::New(env, EmptyCache));
+  exports.Set("resetPeak", Napi::Function::New(env, ResetPeak));
+  exports.Set("setMemoryLimit", Napi::Function::New(env, SetMemoryLimit));
   cn::addon::register_bench(env, exports);
   cn::addon::register_rtc(env, exports);
   return exports;

@@ -1,5 +1,6 @@
 #include "core/allocator.h"
 
+#include <cstdint>
 #include <sstream>
 
 #include "core/errors.h"
@@ -27,6 +28,18 @@ size_t CachingAllocator::round_size(size_t bytes) {
 void* CachingAllocator::allocate(size_t bytes, size_t* rounded) {
   size_t size = round_size(bytes);
   std::lock_guard<std::mutex> lock(mu_);
+  if (limit_ != SIZE_MAX && (size > limit_ || stats_.in_use > limit_ - size)) {
+    size_t avail = stats_.in_use < limit_ ? limit_ - stats_.in_use : 0;
+    std::ostringstream msg;
+    msg << "out of memory on " << device_ << ": asked for " << bytes << " bytes, " << avail
+        << " bytes free under its limit of " << limit_ << " bytes";
+    Error e(ErrorKind::OutOfMemory, msg.str());
+    e.device = device_;
+    e.bytes_asked = static_cast<double>(bytes);
+    e.bytes_free = static_cast<double>(avail);
+    stats_.in_use_at_failure = stats_.in_use;
+    throw e;
+  }
   // Reuse a cached block of exactly this rounded size; small sizes could take a larger block,
   // but exact reuse keeps accounting honest and a training loop asks for the same sizes.
   auto it = free_.find(size);
@@ -52,6 +65,7 @@ void* CachingAllocator::allocate(size_t bytes, size_t* rounded) {
       e.device = device_;
       e.bytes_asked = static_cast<double>(bytes);
       e.bytes_free = static_cast<double>(avail);
+      stats_.in_use_at_failure = stats_.in_use;
       throw e;
     }
   }
@@ -75,6 +89,16 @@ void CachingAllocator::empty_cache() {
   for (auto& kv : free_) raw_free_(kv.second);
   free_.clear();
   stats_.cached = 0;
+}
+
+void CachingAllocator::set_limit(size_t bytes) {
+  std::lock_guard<std::mutex> lock(mu_);
+  limit_ = bytes;
+}
+
+void CachingAllocator::reset_peak() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.peak = stats_.in_use;
 }
 
 AllocatorStats CachingAllocator::stats() {

@@ -20,6 +20,7 @@ struct AllocatorStats {
   size_t cached = 0;    // bytes held in the free lists
   size_t peak = 0;      // highest in_use seen
   size_t blocks = 0;    // blocks handed out
+  size_t in_use_at_failure = 0;  // in_use when an allocation was last refused (out of memory)
 };
 
 class CachingAllocator {
@@ -34,6 +35,11 @@ class CachingAllocator {
   void release(void* ptr, size_t rounded);
   void empty_cache();
   AllocatorStats stats();
+  // Starts the peak over from the bytes in use now.
+  void reset_peak();
+  // Refuses (OutOfMemory) any allocation that would take the bytes in use past `bytes`, as a
+  // device of that size would; SIZE_MAX (the default) means no limit but the device's own.
+  void set_limit(size_t bytes);
 
   static size_t round_size(size_t bytes);
 
@@ -45,6 +51,7 @@ class CachingAllocator {
   std::mutex mu_;
   std::multimap<size_t, void*> free_;
   AllocatorStats stats_;
+  size_t limit_ = SIZE_MAX;
 };
 
 }  // namespace cn

@@ -25,7 +25,8 @@ const USAGE = `usage: convnet <command> [options]
 
 commands:
   info     version, build flags (CUDA on/off, target architectures) and the devices
-  train    train AlexNet-mini on Fashion-MNIST (with no options: the default recipe)
+  train    train AlexNet-mini on Fashion-MNIST (with no options: the default recipe), or AlexNet
+           (--model alexnet) on ImageNet, an image folder or synthetic images, on one or two towers
   eval     evaluate a checkpoint on the test set
   prepare  decode an ImageNet or image-folder data set once into packed files for train
   bench    run the benchmarks of bench/ (e.g. convnet bench cpu)
@@ -34,33 +35,53 @@ convnet <command> --help tells the options of each.`;
 
 const TRAIN_USAGE = `usage: convnet train [options]
 
-Trains AlexNet-mini on Fashion-MNIST, evaluates on the test set after every epoch, and writes
+Trains AlexNet-mini on Fashion-MNIST (the default) or AlexNet on ImageNet, an image folder or
+synthetic images, evaluates on the validation set after every epoch (top-1, top-5), and writes
 metrics.jsonl, report.html and checkpoint.safetensors to the output folder. Ctrl-C stops after
-the current step and saves a checkpoint; --resume continues from it.
+the current step and saves a checkpoint; --resume continues from it. The peak memory of each
+device is printed at the end and shown in the report.
+
+e.g. convnet train --model alexnet --data imagenet --data-dir DIR --towers 2 --devices cuda:0,cuda:1
+     convnet train --model alexnet --data synthetic --towers 2 --devices cpu:0,cpu:1 --batch 8
 
 options:
-  --model NAME         alexnet-mini (default)
-  --data NAME          fashion-mnist (default)
-  --data-dir DIR       folder of the gzip IDX files (default /usr/share/datasets/fashion-mnist)
-  --width W            channel width factor (default 1; the CPU benchmark uses 0.5)
+  --model NAME         alexnet-mini (default) or alexnet (the paper's network, 3x224x224 input)
+  --data NAME          fashion-mnist (alexnet-mini's default), imagenet (alexnet's default; the
+                       ILSVRC-2012 layout), imagefolder (DIR/train/<class>/, DIR/val/<class>/), or
+                       synthetic (random images with a class signal, no files)
+  --data-dir DIR       the data's folder (fashion-mnist: default /usr/share/datasets/fashion-mnist)
+  --classes N          synthetic data only: number of classes (default 10); other data sets
+                       bring their own
+  --width W            alexnet-mini only: channel width factor (default 1; the CPU benchmark uses 0.5)
   --towers 1|2         one device, or two towers on two devices as cuda-convnet did (default 1)
   --devices LIST       comma-separated device ids (default cuda:0 when there is a GPU, else cpu:0;
                        two towers: cuda:0,cuda:1 or cpu:0,cpu:1)
-  --epochs N           default 10
+  --epochs N           default 10 (alexnet: 90)
   --batch N            default 128
   --lr X               default 0.01
   --momentum X         default 0.9
   --weight-decay X     default 0.0005
-  --schedule S         step:E (lr / 10 every E epochs; default step:7), plateau[:P] (lr / 10 when
-                       test accuracy has not improved for P epochs, default 1), or none
-  --init he|paper      He normal (default) or the paper's N(0, 0.01) with its bias rule
+  --schedule S         step:E (lr / 10 every E epochs; alexnet-mini's default step:7), plateau[:P]
+                       (lr / 10 when validation top-1 has not improved for P epochs, default 1;
+                       alexnet's default plateau:1), or none
+  --init he|paper      He normal (alexnet-mini's default) or the paper's N(0, 0.01) with biases 1
+                       in conv2, conv4, conv5, fc6, fc7 (alexnet's default)
   --no-flip            no random horizontal flips
-  --crop               random crops (pad 2, crop 28x28) as well as flips
+  --crop               random crops (fashion-mnist: pad 2, crop 28x28; always on for alexnet,
+                       whose training crops are random 224x224 patches)
+  --no-crop            alexnet: centre crops when training
+  --eval-patches 1|10  validation on the centre crop (default) or on the paper's 10 patches
+                       (corners, centre and mirrors; softmax averaged); not for fashion-mnist
   --seed N             weights, data order and dropout (default 1)
-  --train-limit N      train on the first N images only (default all)
-  --test-limit N       test on the first N images only (default all)
-  --log-every N        a metrics line every N steps (default 50)
-  --out DIR            output folder (default runs/alexnet-mini-<date>-<time>)
+  --train-limit N      train on the first N images only (default all; synthetic: 10 batches)
+  --test-limit N       validate on the first N images only (default all; synthetic: 256)
+  --log-every N        a metrics line every N steps (default 50; alexnet 20)
+  --memory-limit SIZE  refuse to use more than SIZE on each device (e.g. 3GiB, as the paper's
+                       GPUs had; 3GB, 1500MiB or bytes): a run that does not fit stops, saying
+                       how much it needed
+  --trace-steps N      trace the ops of N steps (after 2 warm-up steps) for the report's
+                       per-op times and timeline (default 3; 0: none)
+  --out DIR            output folder (default runs/<model>-<date>-<time>)
   --resume FILE        continue the run saved in this checkpoint, with its settings; --epochs
                        extends it, --devices moves it; flags that change the model or the
                        recipe are refused
@@ -68,12 +89,14 @@ options:
 
 const EVAL_USAGE = `usage: convnet eval --checkpoint FILE [options]
 
-Evaluates a checkpoint written by convnet train on the Fashion-MNIST test set: top-1, top-5, loss.
+Evaluates a checkpoint written by convnet train on the validation set of the data it was
+trained on: top-1, top-5, loss.
 
 options:
   --checkpoint FILE    the checkpoint (required)
-  --data-dir DIR       folder of the gzip IDX files (default /usr/share/datasets/fashion-mnist)
+  --data-dir DIR       the data's folder (default: the one it was trained on)
   --devices LIST       where to run (default: the devices it was trained on)
+  --eval-patches 1|10  the centre crop or the paper's 10 patches (default: as trained)
   --test-limit N       only the first N test images`;
 
 const INFO_USAGE = `usage: convnet info
@@ -130,6 +153,18 @@ function number(flag: string, v: string | undefined, fallback: number, check: (n
   const n = Number(v);
   if (v.trim() === '' || !Number.isFinite(n) || !check(n)) throw new UsageError(`--${flag} must be ${what}, received ${shown(v)}`);
   return n;
+}
+
+const UNITS: Record<string, number> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30 };
+
+/** A size such as 3GiB, 3GB, 1500MiB or 3221225472 (bytes), in bytes. */
+function parseBytes(flag: string, v: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?$/i.exec(v.trim());
+  const bytes = m ? Math.round(Number(m[1]) * UNITS[(m[2] ?? '').toLowerCase()]) : NaN;
+  if (!Number.isSafeInteger(bytes) || bytes <= 0) {
+    throw new UsageError(`--${flag} must be a size such as 3GiB, 3GB, 1500MiB or a number of bytes, received ${shown(v)}`);
+  }
+  return bytes;
 }
 
 const positiveInt = (n: number) => Number.isInteger(n) && n > 0;
@@ -194,22 +229,44 @@ function fmtTime(s: number): string {
 
 async function trainCommand(args: string[]): Promise<number> {
   const { values: v } = parse(TRAIN_USAGE, args, {
-    model: { type: 'string' }, data: { type: 'string' }, 'data-dir': { type: 'string' },
+    model: { type: 'string' }, data: { type: 'string' }, 'data-dir': { type: 'string' }, classes: { type: 'string' },
     width: { type: 'string' }, towers: { type: 'string' }, devices: { type: 'string' },
     epochs: { type: 'string' }, batch: { type: 'string' }, lr: { type: 'string' },
     momentum: { type: 'string' }, 'weight-decay': { type: 'string' }, schedule: { type: 'string' },
-    init: { type: 'string' }, 'no-flip': { type: 'boolean' }, crop: { type: 'boolean' },
-    seed: { type: 'string' }, 'train-limit': { type: 'string' }, 'test-limit': { type: 'string' },
-    'log-every': { type: 'string' }, out: { type: 'string' }, resume: { type: 'string' }, quiet: { type: 'boolean' },
+    init: { type: 'string' }, 'no-flip': { type: 'boolean' }, crop: { type: 'boolean' }, 'no-crop': { type: 'boolean' },
+    'eval-patches': { type: 'string' }, seed: { type: 'string' }, 'train-limit': { type: 'string' }, 'test-limit': { type: 'string' },
+    'log-every': { type: 'string' }, 'trace-steps': { type: 'string' }, 'memory-limit': { type: 'string' }, out: { type: 'string' }, resume: { type: 'string' }, quiet: { type: 'boolean' },
   });
   if (v.help) {
     console.log(TRAIN_USAGE);
     return 0;
   }
-  const { DEFAULT_CONFIG, train, readCheckpointState, resumedConfig, checkOutDir } = await import('../train/trainer.js');
-  if (v.model !== undefined && v.model !== 'alexnet-mini') throw new UsageError(`--model must be alexnet-mini, received '${v.model}'`);
-  if (v.data !== undefined && v.data !== 'fashion-mnist') throw new UsageError(`--data must be fashion-mnist, received '${v.data}'`);
+  const { defaultConfig, train, readCheckpointState, resumedConfig, checkOutDir } = await import('../train/trainer.js');
+  if (v.model !== undefined && v.model !== 'alexnet-mini' && v.model !== 'alexnet') throw new UsageError(`--model must be alexnet or alexnet-mini, received '${v.model}'`);
+  const model = (v.model as 'alexnet' | 'alexnet-mini' | undefined) ?? 'alexnet-mini';
+  const DEFAULT_CONFIG = defaultConfig(model);
+  const kinds = ['fashion-mnist', 'imagenet', 'imagefolder', 'synthetic'];
+  if (v.data !== undefined && !kinds.includes(v.data as string)) {
+    throw new UsageError(`--data must be fashion-mnist, imagenet, imagefolder or synthetic, received '${v.data}'`);
+  }
+  const data = (v.data as TrainConfig['data'] | undefined) ?? DEFAULT_CONFIG.data;
+  if (v.model !== undefined || v.data !== undefined) {
+    if (model === 'alexnet' && data === 'fashion-mnist') {
+      throw new UsageError('--data fashion-mnist holds 1x28x28 images for alexnet-mini; --model alexnet takes imagenet, imagefolder or synthetic');
+    }
+    if (model === 'alexnet-mini' && (data === 'imagenet' || data === 'imagefolder')) {
+      throw new UsageError(`--data ${data} holds 3x224x224 images for --model alexnet; alexnet-mini takes fashion-mnist or synthetic`);
+    }
+  }
+  if (v.width !== undefined && model === 'alexnet') throw new UsageError('--width applies to --model alexnet-mini only');
+  if (v.classes !== undefined && data !== 'synthetic') throw new UsageError(`--classes applies to --data synthetic only (${data} brings its own classes)`);
+  if (data === 'imagenet' || data === 'imagefolder') {
+    if (v.resume === undefined && v['data-dir'] === undefined) throw new UsageError(`--data ${data} needs --data-dir DIR`);
+  }
+  if (v.crop && v['no-crop']) throw new UsageError('--crop and --no-crop cannot both be given');
   if (v.init !== undefined && v.init !== 'he' && v.init !== 'paper') throw new UsageError(`--init must be he or paper, received '${v.init}'`);
+  const evalPatches = number('eval-patches', v['eval-patches'] as string | undefined, DEFAULT_CONFIG.evalPatches, (n) => n === 1 || n === 10, '1 or 10') as 1 | 10;
+  if (evalPatches === 10 && data === 'fashion-mnist') throw new UsageError('--eval-patches 10 needs imagenet, imagefolder or synthetic data; fashion-mnist is evaluated on whole images');
   const towers = number('towers', v.towers as string | undefined, 1, (n) => n === 1 || n === 2, '1 or 2') as 1 | 2;
   const givenDevs = typeof v.devices === 'string' ? v.devices.split(',').map((s) => s.trim()) : undefined;
   const schedule = (v.schedule as string | undefined) ?? DEFAULT_CONFIG.schedule;
@@ -218,7 +275,10 @@ async function trainCommand(args: string[]): Promise<number> {
   }
   const flagged: TrainConfig = {
     ...DEFAULT_CONFIG,
+    model,
+    data,
     dataDir: v['data-dir'] as string | undefined,
+    numClasses: number('classes', v.classes as string | undefined, DEFAULT_CONFIG.numClasses, (n) => Number.isInteger(n) && n >= 2, 'an integer of at least 2'),
     width: number('width', v.width as string | undefined, DEFAULT_CONFIG.width, (n) => n > 0 && n <= 8, 'a number in (0, 8]'),
     towers,
     devices: givenDevs ?? [],
@@ -230,12 +290,15 @@ async function trainCommand(args: string[]): Promise<number> {
     schedule,
     init: (v.init as 'he' | 'paper' | undefined) ?? DEFAULT_CONFIG.init,
     flip: !v['no-flip'],
-    crop: v.crop === true,
+    crop: v.crop === true ? true : v['no-crop'] === true ? false : DEFAULT_CONFIG.crop,
+    evalPatches,
     seed: number('seed', v.seed as string | undefined, DEFAULT_CONFIG.seed, nonNegativeInt, 'a non-negative integer'),
     trainLimit: number('train-limit', v['train-limit'] as string | undefined, 0, nonNegativeInt, 'a non-negative integer'),
     testLimit: number('test-limit', v['test-limit'] as string | undefined, 0, nonNegativeInt, 'a non-negative integer'),
     logEvery: number('log-every', v['log-every'] as string | undefined, DEFAULT_CONFIG.logEvery, positiveInt, 'a positive integer'),
+    traceSteps: number('trace-steps', v['trace-steps'] as string | undefined, DEFAULT_CONFIG.traceSteps, nonNegativeInt, 'a non-negative integer'),
   };
+  const memoryLimit = v['memory-limit'] === undefined ? undefined : parseBytes('memory-limit', v['memory-limit'] as string);
   const resume = v.resume as string | undefined;
   let config: TrainConfig;
   if (resume === undefined) {
@@ -248,10 +311,10 @@ async function trainCommand(args: string[]): Promise<number> {
     const saved = state.config;
     // Flags that would change the model or the recipe: refused unless they say what the checkpoint says.
     const fixed: [string, keyof TrainConfig, string][] = [
-      ['model', 'model', 'model'], ['data', 'data', 'data'], ['width', 'width', 'width'], ['towers', 'towers', 'towers'],
+      ['model', 'model', 'model'], ['data', 'data', 'data'], ['classes', 'numClasses', 'classes'], ['width', 'width', 'width'], ['towers', 'towers', 'towers'],
       ['batch', 'batch', 'batch'], ['lr', 'lr', 'lr'], ['momentum', 'momentum', 'momentum'],
       ['weight-decay', 'weightDecay', 'weight decay'], ['schedule', 'schedule', 'schedule'], ['init', 'init', 'init'],
-      ['no-flip', 'flip', 'flips'], ['crop', 'crop', 'crops'], ['seed', 'seed', 'seed'],
+      ['no-flip', 'flip', 'flips'], ['crop', 'crop', 'crops'], ['no-crop', 'crop', 'crops'], ['eval-patches', 'evalPatches', 'eval patches'], ['seed', 'seed', 'seed'],
       ['train-limit', 'trainLimit', 'train limit'], ['test-limit', 'testLimit', 'test limit'],
     ];
     for (const [flag, key, what] of fixed) {
@@ -283,7 +346,11 @@ async function trainCommand(args: string[]): Promise<number> {
       throw e;
     }
   }
-  const out = (v.out as string | undefined) ?? (resume ? path.dirname(resume) : path.join('runs', `alexnet-mini-${stamp()}`));
+  if (memoryLimit !== undefined) {
+    const { setMemoryLimit } = await import('../device.js');
+    for (const d of config.devices) setMemoryLimit(d, memoryLimit);
+  }
+  const out = (v.out as string | undefined) ?? (resume ? path.dirname(resume) : path.join('runs', `${config.model}-${stamp()}`));
   checkOutDir(out);
   const { towers: towersUsed, devices: devs } = config;
 
@@ -311,7 +378,8 @@ async function trainCommand(args: string[]): Promise<number> {
     : null;
   let barEpoch = -1;
   const t0 = performance.now();
-  console.log(`convnet train: ${config.model} width ${config.width}, ${towersUsed} tower${towersUsed > 1 ? 's' : ''} on ${devs.join(', ')}, ` +
+  const what = config.model === 'alexnet-mini' ? `alexnet-mini width ${config.width}` : config.model;
+  console.log(`convnet train: ${what}${config.data === 'fashion-mnist' ? '' : ` on ${config.data}`}, ${towersUsed} tower${towersUsed > 1 ? 's' : ''} on ${devs.join(', ')}, ` +
     `${config.epochs} epoch${config.epochs > 1 ? 's' : ''}, batch ${config.batch}, lr ${config.lr}, schedule ${config.schedule}${resume ? ` (from ${resume})` : ''}; writing to ${out}`);
   try {
     const result = await train(config, out, {
@@ -376,6 +444,7 @@ async function trainCommand(args: string[]): Promise<number> {
 async function evalCommand(args: string[]): Promise<number> {
   const { values: v } = parse(EVAL_USAGE, args, {
     checkpoint: { type: 'string' }, 'data-dir': { type: 'string' }, devices: { type: 'string' }, 'test-limit': { type: 'string' },
+    'eval-patches': { type: 'string' },
   });
   if (v.help) {
     console.log(EVAL_USAGE);
@@ -384,30 +453,35 @@ async function evalCommand(args: string[]): Promise<number> {
   if (typeof v.checkpoint !== 'string') throw new UsageError(`--checkpoint is required\n\n${EVAL_USAGE}`);
   if (!existsSync(v.checkpoint)) throw new UsageError(`--checkpoint: no such file '${v.checkpoint}'`);
   const limit = number('test-limit', v['test-limit'] as string | undefined, 0, nonNegativeInt, 'a non-negative integer');
-  const { loadCheckpoint, evaluate, readCheckpointState } = await import('../train/trainer.js');
-  const { loadFashionMnist } = await import('../data/fashion-mnist.js');
-  const { BatchLoader } = await import('../data/loader.js');
+  const { loadCheckpoint, evaluate, readCheckpointState, openData } = await import('../train/trainer.js');
   const devs = typeof v.devices === 'string' ? v.devices.split(',').map((s) => s.trim()) : undefined;
   const saved = await readCheckpointState(v.checkpoint, 'eval');
   const towers = saved.config.towers;
   if (devs && devs.length !== towers) {
     throw new UsageError(`--devices must list ${towers} device${towers > 1 ? 's' : ''} for the checkpoint's ${towers} tower${towers > 1 ? 's' : ''}, received '${devs.join(',')}'`);
   }
+  const patches = number('eval-patches', v['eval-patches'] as string | undefined, saved.config.evalPatches, (n) => n === 1 || n === 10, '1 or 10') as 1 | 10;
+  if (patches === 10 && saved.config.data === 'fashion-mnist') throw new UsageError('--eval-patches 10 needs imagenet, imagefolder or synthetic data; fashion-mnist is evaluated on whole images');
   const { model, state, opt } = await loadCheckpoint(v.checkpoint, devs, {
     state: saved,
     onWarning: (m) => console.error(`convnet: warning: ${m}`),
   });
   try {
-    let test = await loadFashionMnist({ dataDir: (v['data-dir'] as string | undefined) ?? state.config.dataDir, split: 'test' });
-    if (limit && limit < test.count) {
-      const px = test.rows * test.cols;
-      test = { ...test, count: limit, images: test.images.subarray(0, limit * px), labels: test.labels.subarray(0, limit) };
+    const config = {
+      ...state.config,
+      dataDir: (v['data-dir'] as string | undefined) ?? state.config.dataDir,
+      testLimit: limit || state.config.testLimit,
+      evalPatches: patches,
+    };
+    const { test } = await openData(config, { normalization: state.normalization, only: 'test' });
+    try {
+      const r = await evaluate(model, test, (devs ?? state.config.devices)[0]);
+      const epochs = state.records.filter((x) => x.kind === 'epoch').length;
+      console.log(`${v.checkpoint}: ${state.config.model}${state.config.model === 'alexnet-mini' ? ` width ${state.config.width}` : ''}, ${state.config.towers} tower(s), after ${epochs} epochs (${state.steps} steps)`);
+      console.log(`test (${r.images} images${patches === 10 ? ', 10 patches each' : ''}): top-1 ${(100 * r.top1).toFixed(2)}%, top-5 ${(100 * r.top5).toFixed(2)}%, loss ${r.loss.toFixed(4)}`);
+    } finally {
+      await test.close();
     }
-    const loader = new BatchLoader(test, { batchSize: 500, shuffle: false, normalize: state.normalization });
-    const r = await evaluate(model, loader, (devs ?? state.config.devices)[0]);
-    const epochs = state.records.filter((x) => x.kind === 'epoch').length;
-    console.log(`${v.checkpoint}: ${state.config.model} width ${state.config.width}, ${state.config.towers} tower(s), after ${epochs} epochs (${state.steps} steps)`);
-    console.log(`test (${test.count} images): top-1 ${(100 * r.top1).toFixed(2)}%, top-5 ${(100 * r.top5).toFixed(2)}%, loss ${r.loss.toFixed(4)}`);
     return 0;
   } finally {
     for (const b of Object.values(opt.getState().buffers)) b.dispose();
