@@ -277,6 +277,9 @@ describe('both devices at the same time', () => {
     const x = rand([64, 1, 28, 28], 8);
     const labels = Array.from({ length: 64 }, (_, i) => i % 10);
     await forwardBackward(m, x, labels); // warm-up
+    // Both queues idle before the traced step, so neither starts it behind the other.
+    await cn.synchronize('cpu:0');
+    await cn.synchronize('cpu:1');
     m.zeroGrad();
     // Which device each backward conv op is issued to, in issue order.
     const deviceOf = new Map(m.parameters().map((p) => [p._handle('test'), p.device]));
@@ -308,9 +311,11 @@ describe('both devices at the same time', () => {
       expect(b.length).toBeGreaterThan(0);
       return a.some((p) => b.some((q) => p.start < q.end && q.start < p.end));
     };
-    // Each queue has its own thread, so work issued to both towers overlaps in time.
-    expect(overlap(/^conv2d_forward$/)).toBe(true);
-    expect(overlap(/^conv2d_backward_(data|filter)$/)).toBe(true);
+    // Each queue has its own thread, so the towers compute at the same time: some op of one
+    // overlaps some op of the other (copies left out: a copy_in may just be waiting). Which ops
+    // overlap depends on timing (the convolutions are short at this batch size, and a loaded
+    // machine stalls either queue now and then), so any computing op counts.
+    expect(overlap(/^(?!copy_)/)).toBe(true);
     x.dispose();
     m.dispose();
   });

@@ -6,6 +6,7 @@
 #include <ucontext.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
@@ -115,6 +116,7 @@ struct EventState {
   int device = 0;
   uint64_t recorded = 0;   // records issued
   uint64_t completed = 0;  // the highest record a stream has reached
+  double ms = 0;           // host time (steady clock, ms) when the last record was reached
 };
 struct Item {
   enum Kind { Work, Record, Wait } kind = Work;
@@ -618,7 +620,12 @@ void drain() {
     Item it = std::move(next->items.front());
     next->items.pop_front();
     if (it.kind == Item::Work) it.work();
-    else if (it.kind == Item::Record) it.event->completed = std::max(it.event->completed, it.gen);
+    else if (it.kind == Item::Record) {
+      it.event->completed = std::max(it.event->completed, it.gen);
+      it.event->ms = std::chrono::duration<double, std::milli>(
+                         std::chrono::steady_clock::now().time_since_epoch())
+                         .count();
+    }
   }
 }
 
@@ -959,6 +966,18 @@ cudaError_t cudaEventQuery(cudaEvent_t event) {
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t) {
   drain();
+  return cudaSuccess;
+}
+// Host time between the two records' completion (the emulation runs work at synchronising
+// calls, so this measures when the emulated streams reached them).
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+  std::lock_guard<std::recursive_mutex> lock(cn_emu::g_mu);
+  if (!start || !end || start->state->completed < start->state->recorded ||
+      end->state->completed < end->state->recorded) {
+    cn_emu::set_error(cudaErrorNotReady);
+    return cudaErrorNotReady;
+  }
+  *ms = static_cast<float>(end->state->ms - start->state->ms);
   return cudaSuccess;
 }
 cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned) {

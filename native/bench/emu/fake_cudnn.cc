@@ -17,10 +17,15 @@ struct Perf { int algo; int status; float time; size_t memory; int determinism; 
 constexpr int kOk = 0, kBadParam = 3, kNotSupported = 9;
 constexpr size_t kWorkspace = 4096;  // what the fake's one working algorithm asks for
 int handles = 0;
+// The fake computes at call time on the host, but the emulated runtime runs queued stream work
+// (uploads on the upload stream, say) only at synchronising calls: the test hands in a function
+// that drains the emulated streams, called before every computation.
+void (*g_sync)() = nullptr;
 
 // y = conv(x, w) with groups; pass 0: forward, 1: dx from dy and w, 2: dw from x and dy.
 int conv(int pass, const Tensor& x, const Filter& f, const Conv& cv, const Tensor& y, const float* xp, const float* wp,
          const float* yp, float* out) {
+  if (g_sync) g_sync();
   int G = cv.groups;
   if (G < 1 || x.c % G || f.k % G || f.c != x.c / G || y.c != f.k || x.n != y.n) return kBadParam;
   if (y.h != (x.h + 2 * cv.ph - f.h) / cv.sh + 1 || y.w != (x.w + 2 * cv.pw - f.w) / cv.sw + 1) return kBadParam;
@@ -66,6 +71,7 @@ int find(int* returned, Perf* perf, int requested, void* ws, size_t wsb, const C
 }  // namespace
 
 extern "C" {
+void fake_cudnn_set_sync(void (*fn)()) { g_sync = fn; }
 size_t cudnnGetVersion() { return 90100; }
 const char* cudnnGetErrorString(int s) {
   return s == kBadParam ? "CUDNN_STATUS_BAD_PARAM" : s == kNotSupported ? "CUDNN_STATUS_NOT_SUPPORTED" : "CUDNN_STATUS_OTHER";
