@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "cuda_runtime.h"
+#include "emu_control.h"
 
 namespace cn {
 
@@ -27,7 +28,7 @@ inline unsigned linear_id() {
 }
 // The fragment registers every lane of every warp of the running block hands in (blocks run one
 // at a time, on one OS thread per emulated device at most).
-struct Regs { uint32_t a[4], b[2]; };
+struct Regs { uint32_t a[4], b[2]; unsigned delay; };
 inline thread_local Regs g_regs[32][32];  // [warp][lane]
 // Publishes this lane's registers, waits for the whole warp (full mask: every lane must take
 // part), and returns the warp's table; the caller must __syncwarp() again when done reading.
@@ -36,8 +37,24 @@ inline const Regs* exchange(const uint32_t a[4], const uint32_t b[2]) {
   Regs& mine = g_regs[warp][lane];
   for (int i = 0; i < 4; ++i) mine.a[i] = a[i];
   for (int i = 0; i < 2; ++i) mine.b[i] = b[i];
+  // Under the shuffle schedule lane 0 draws, one time in four, a delay of up to 31 extra warp
+  // steps for its warp (finish(), below): the collectives would otherwise keep all warps of a
+  // block in lockstep, hiding a missing __syncthreads between them.
+  if (lane == 0 && ::cn_emu::current_schedule() == ::cn_emu::Schedule::Shuffle) {
+    const uint64_t d = ::cn_emu::schedule_draw();
+    mine.delay = (d & 3) == 0 ? unsigned((d >> 2) % 32) : 0;
+  } else {
+    mine.delay = 0;
+  }
   __syncwarp(0xffffffffu);
   return g_regs[warp];
+}
+// Closes an exchange: every lane has read the table before any lane refills it; then the
+// warp's drawn delay.
+inline void finish(const Regs* w) {
+  const unsigned delay = w[0].delay;
+  __syncwarp(0xffffffffu);
+  for (unsigned i = 0; i < delay; ++i) __syncwarp(0xffffffffu);
 }
 inline float bf16_lo(uint32_t r) { return float_of(r << 16); }
 inline float bf16_hi(uint32_t r) { return float_of(r & 0xffff0000u); }
@@ -77,7 +94,7 @@ inline void mma_m16n8k8_tf32(float d[4], const uint32_t a[4], const uint32_t b[2
       B[j][q] = float_of(rb.b[0] & ~0x1fffu); B[j][q + 4] = float_of(rb.b[1] & ~0x1fffu);
     }
   }
-  __syncwarp(0xffffffffu);  // every lane has read the table before any lane refills it
+  finish(w);
   for (unsigned i = 0; i < 4; ++i) {
     float acc = c[i];
     for (unsigned k = 0; k < 8; ++k) acc += A[i >> 1][k] * B[i & 1][k];
@@ -103,7 +120,7 @@ inline void mma_m16n8k16_bf16(float d[4], const uint32_t a[4], const uint32_t b[
       B[j][2 * q + 8] = bf16_lo(rb.b[1]); B[j][2 * q + 9] = bf16_hi(rb.b[1]);
     }
   }
-  __syncwarp(0xffffffffu);  // every lane has read the table before any lane refills it
+  finish(w);
   for (unsigned i = 0; i < 4; ++i) {
     float acc = c[i];
     for (unsigned k = 0; k < 16; ++k) acc += A[i >> 1][k] * B[i & 1][k];

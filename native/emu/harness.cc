@@ -1171,10 +1171,11 @@ int check_conv_v3(const Devices& dev, uint64_t seed, int cases, bool verbose) {
     double worst = 0;
     const int total = std::max(cases, 14);
     for (int k = 0; k < total; ++k) {
+      const std::string variant = apply_variant(r, k);  // schedule, tiny launcher limits
       const cn::Conv2dShape shape = conv_v2_shape_gen(r, k);
       Case c = conv_fwd_case(r, shape, vp);
       c.t[0].tol = pr.elem_tol;
-      if (verbose) std::printf("  conv2d_forward@v3-%s: %s\n", pr.name, c.desc.c_str());
+      if (verbose) std::printf("  conv2d_forward@v3-%s: %s %s\n", pr.name, c.desc.c_str(), variant.c_str());
       std::vector<std::pair<std::vector<float>, std::vector<float>>> outs;
       Outcome o = run_case(dev, *def, c, Inject::None, &outs);
       ++n_cases;
@@ -1194,10 +1195,13 @@ int check_conv_v3(const Devices& dev, uint64_t seed, int cases, bool verbose) {
       }
       if (!o.ok) {
         if (n_fail < 3)
-          std::printf("  mismatch conv2d_forward@v3-%s [%s]: %s\n", pr.name, c.desc.c_str(), o.msg.c_str());
+          std::printf("  mismatch conv2d_forward@v3-%s [%s; %s]: %s\n", pr.name, c.desc.c_str(),
+                      variant.c_str(), o.msg.c_str());
         ++n_fail;
       }
     }
+    cn_emu::reset_tunables();
+    cn_emu::set_schedule(cn_emu::Schedule::Forward);
     bool rounded = worst > 1e-5;
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("%s %-24s cases=%d max_norm_err=%.2g tol %.0e %.2fs (version 3, tensor cores)%s%s\n",
@@ -1219,6 +1223,7 @@ int check_conv_v3(const Devices& dev, uint64_t seed, int cases, bool verbose) {
       double max_err = 0;
       const int n = std::max(cases / 4, 7);
       for (int k = 0; k < n; ++k) {
+        apply_variant(r, k);
         Case c = p.make(r, conv_v2_shape_gen(r, k), vp);
         Outcome o = run_case(dev, *cn::find_op(p.op), c);
         max_err = std::max(max_err, o.max_err);
@@ -1227,6 +1232,8 @@ int check_conv_v3(const Devices& dev, uint64_t seed, int cases, bool verbose) {
           ++bad;
         }
       }
+      cn_emu::reset_tunables();
+      cn_emu::set_schedule(cn_emu::Schedule::Forward);
       std::printf("%s %-24s cases=%d max_err=%.2g tol (version 3 asked: version 2, fp32)\n",
                   bad ? "FAIL" : "ok  ", (std::string(p.op) + "@v3-" + pr.name).c_str(), n, max_err);
       if (bad) ++failed;
