@@ -43,7 +43,10 @@ export function resolvePrecision(op: string, p: unknown): Precision {
  * ```
  */
 export function setPrecision(precision: Precision): Precision {
-  const p = resolvePrecision('setPrecision', precision ?? null);
+  if (precision === undefined) {
+    throw new ShapeError("setPrecision: precision must be 'fp32', 'tf32' or 'bf16', received undefined");
+  }
+  const p = resolvePrecision('setPrecision', precision);
   const before = current;
   current = p;
   return before;

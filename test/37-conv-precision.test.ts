@@ -35,7 +35,7 @@ describe('precision', () => {
     expect(cn.setPrecision('tf32')).toBe('fp32');
     expect(cn.getPrecision()).toBe('tf32');
     expect(cn.setPrecision('bf16')).toBe('tf32');
-    for (const [p, shown] of [['fp16', "'fp16'"], ['TF32', "'TF32'"], [undefined, 'null'], [32, '32']] as const) {
+    for (const [p, shown] of [['fp16', "'fp16'"], ['TF32', "'TF32'"], [undefined, 'undefined'], [null, 'null'], [32, '32']] as const) {
       expectError(() => cn.setPrecision(p as never), cn.ShapeError,
         `setPrecision: precision must be 'fp32', 'tf32' or 'bf16', received ${shown}`);
     }

@@ -29,6 +29,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <string>
 
 #include "core/cuda_check.h"
@@ -258,17 +259,20 @@ __global__ void conv_v3_weights_kmajor_kernel(const float* __restrict__ w, float
   }
 }
 
-// Compute capability major of each physical GPU, read once (0: not read yet).
-int g_cc_major[64] = {};
+// Compute capability major of each physical GPU, read once (0: not read yet; devices' worker
+// threads may ask at the same time, hence atomics).
+std::atomic<int> g_cc_major[64] = {};
 bool has_mma(const CudaDevice* dev) {
   const int p = dev->physical();
   if (p < 0 || p >= 64) return false;
-  if (g_cc_major[p] == 0) {
+  int major = g_cc_major[p].load(std::memory_order_relaxed);
+  if (major == 0) {
     cudaDeviceProp prop{};
     if (cudaGetDeviceProperties(&prop, p) != cudaSuccess) return false;
-    g_cc_major[p] = prop.major;
+    major = prop.major;
+    g_cc_major[p].store(major, std::memory_order_relaxed);
   }
-  return g_cc_major[p] >= 8;
+  return major >= 8;
 }
 
 }  // namespace
