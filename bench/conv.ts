@@ -5,6 +5,8 @@
  *               kernel version 1 (im2col + SGEMM), the default;
  *   convnet-v2  conv layers only, on CUDA devices: our version-2 kernels (implicit GEMM), checked
  *               against the convnet row like every other driver;
+ *   convnet-v3  conv forward passes only, on CUDA devices, with --precision tf32 or bf16: our
+ *               version-3 tensor-core kernel (the gradients of version 3 are version 2's);
  *   cudnn    cuDNN 9 opened at run time (src/cudnn.ts), on the same CUDA device, stream and
  *            buffers, with the fastest algorithm cudnnFind*AlgorithmEx reports (convolutions);
  *   pytorch  bench/peers/torch_kernels.py in a child process, the same shapes and the same input
@@ -13,8 +15,8 @@
  * inputs (normwise relative error ||theirs - ours|| / ||ours||); a result over the tolerance of
  * the precision is marked wrong and left out of the fast_1 / fast_2 scores.
  *
- * Our kernels are float32 only: --precision tf32 or bf16 changes what cuDNN and PyTorch may use,
- * and ours still run fp32 (the rows say so). fp32 means no tensor-core math on any side: cuDNN
+ * Our kernels other than convnet-v3 are float32 only: --precision tf32 or bf16 changes what cuDNN
+ * and PyTorch may use, and ours still run fp32 (the rows say so). fp32 means no tensor-core math on any side: cuDNN
  * gets CUDNN_FMA_MATH, PyTorch runs with TF32 off.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -40,7 +42,7 @@ import { copyBandwidth, timeQueued } from './timing.js';
 /** Normwise relative error a correct result stays under, by the math it was allowed. */
 export const TOLERANCE: Record<Precision, number> = { fp32: 1e-4, tf32: 1e-2, bf16: 5e-2 };
 
-export const DRIVERS = ['convnet', 'convnet-v2', 'cudnn', 'pytorch'] as const;
+export const DRIVERS = ['convnet', 'convnet-v2', 'convnet-v3', 'cudnn', 'pytorch'] as const;
 export type DriverName = (typeof DRIVERS)[number];
 
 export interface KernelRow extends TrialResult {
@@ -276,6 +278,11 @@ async function measureLayer(ctx: RunContext, l: BenchLayer, index: number, bar: 
           rows.push(await measureConvV2(ctx, l, pass, inp, ref, timing));
         }
 
+        if (ctx.drivers.has('convnet-v3') && l.kind === 'conv' && pass === 'fwd') {
+          bar.update(`bench conv: ${l.name} ${PASS_LABEL[pass]} (convnet-v3)  ${done.n + 1}/${total}`);
+          rows.push(await measureConvV3(ctx, l, pass, inp, ref, timing));
+        }
+
         if (ctx.drivers.has('cudnn') && l.kind === 'conv') {
           bar.update(`bench conv: ${l.name} ${PASS_LABEL[pass]} (cudnn)  ${done.n + 1}/${total}`);
           // A cuDNN failure is cuDNN's row only; if its very first pass fails (the library
@@ -300,6 +307,26 @@ async function measureLayer(ctx: RunContext, l: BenchLayer, index: number, bar: 
     }
   } finally {
     inp.tensors.forEach((t) => t.dispose());
+  }
+}
+
+/**
+ * Our version-3 conv forward (tensor cores, ctx.precision tf32 or bf16) on one pass, checked
+ * against version 1's fp32 output within the precision's tolerance.
+ */
+async function measureConvV3(ctx: RunContext, l: BenchLayer, pass: Pass, inp: Inputs, ref: Float32Array,
+                             timing: { iters: number; warmup: number; flush: boolean }): Promise<KernelRow> {
+  // The conv ops' last int: version + 10 * precision (1 tf32, 2 bf16; native/ops/conv2d_cuda.h).
+  const v3 = ourPass(l, pass, inp, ctx.device, 3 + 10 * (ctx.precision === 'bf16' ? 2 : 1));
+  try {
+    v3.run();
+    const error = normwiseError((await v3.main.data()) as Float32Array, ref);
+    const correct = error <= TOLERANCE[ctx.precision];
+    const samples = await timeQueued(ctx.device, timing, v3.run);
+    return rowFor(l, pass, 'convnet-v3', `v3: tensor cores, ${ctx.precision}`, ctx.precision, samples, ctx.peak, ctx.copyGBs, error, correct,
+      `normwise error ${error.toExponential(1)} against v1 (fp32)`);
+  } finally {
+    v3.outs.forEach((t) => t.dispose());
   }
 }
 
@@ -523,6 +550,10 @@ export const convSuite: Suite = {
         else if (precision === 'bf16') why = 'bf16: cuDNN would need bf16 copies of the tensors; our storage is float32 (use fp32 or tf32)';
       } else if (d === 'convnet-v2') {
         if (info.kind !== 'cuda') why = `kernel versions are CUDA kernels; ${device} runs the CPU convolution`;
+      } else if (d === 'convnet-v3') {
+        if (info.kind !== 'cuda') why = `kernel versions are CUDA kernels; ${device} runs the CPU convolution`;
+        else if (precision === 'fp32') why = 'version 3 is tensor-core math: it needs --precision tf32 or bf16';
+        else if (Number(info.computeCapability?.split('.')[0] ?? 0) < 8) why = `tensor-core mma.sync needs sm_80 or newer; ${device} is sm_${info.computeCapability}`;
       } else if (d === 'pytorch') {
         const found = findPython(info.kind === 'cuda');
         if ('reason' in found) why = found.reason;
@@ -542,7 +573,7 @@ export const convSuite: Suite = {
     log(`device ${device}: ${info.name}${info.computeCapability ? ` (sm_${info.computeCapability.replace('.', '')})` : ''}; ` +
       `peak ${peak ? `fp32 ${fixed(peak.tflops.fp32, 2)} / tf32 ${fixed(peak.tflops.tf32, 2)} TFLOP/s (${peak.source})` : 'unknown'}; ` +
       `copy bandwidth ${fixed(copyGBs, 1)} GB/s (measured)`);
-    log(`precision ${precision}: convnet runs fp32 math whatever --precision says (no tensor-core kernels yet); ` +
+    log(`precision ${precision}: convnet and convnet-v2 run fp32 math whatever --precision says (convnet-v3: the conv forward in ${precision === 'fp32' ? 'tf32 / bf16 only' : precision}); ` +
       `${precision === 'fp32' ? 'cuDNN gets FMA-only math and PyTorch runs with TF32 off' : `cuDNN and PyTorch may use ${precision}`}`);
     if (info.kind === 'cpu') {
       log('nothing in this run is timed on a GPU: it runs on the CPU (pass --device cuda:0 on a machine with one); ' +

@@ -12,7 +12,7 @@ import type { KernelRow, PairSummary } from './conv.js';
 import { intensity, PASS_LABEL, type BenchLayer } from './layers.js';
 import type { Peak } from './machine.js';
 
-const COLORS: Record<string, string> = { convnet: '#1f77b4', 'convnet-v2': '#17becf', cudnn: '#76b900', pytorch: '#ee4c2c' };
+const COLORS: Record<string, string> = { convnet: '#1f77b4', 'convnet-v2': '#17becf', 'convnet-v3': '#9467bd', cudnn: '#76b900', pytorch: '#ee4c2c' };
 
 function esc(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
@@ -104,7 +104,7 @@ export interface HtmlInput {
 }
 
 export function renderHtml(h: HtmlInput): string {
-  const drivers = ['convnet', 'convnet-v2', 'cudnn', 'pytorch'].filter((d) => h.rows.some((r) => r.driver === d));
+  const drivers = ['convnet', 'convnet-v2', 'convnet-v3', 'cudnn', 'pytorch'].filter((d) => h.rows.some((r) => r.driver === d));
   const facts = Object.entries(h.notes).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(String(v))}</td></tr>`).join('');
   const summary = h.summaries.map((s) =>
     `<li>convnet vs ${esc(s.peer)}: geometric-mean speed-up ${s.geomeanSpeedup === null ? '-' : `${num(s.geomeanSpeedup)}x`} over ${s.correct} correct of ${s.rows} rows; fast_1 ${num(s.fast1, 2)}, fast_2 ${num(s.fast2, 2)}</li>`).join('');

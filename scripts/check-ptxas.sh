@@ -25,8 +25,8 @@ fi
 
 files=("$@")
 if [[ ${#files[@]} -eq 0 ]]; then
-  files=(native/ops/conv2d_cuda.cu native/ops/conv2d_v2_cuda.cu native/ops/gemm_cuda.cu
-         native/ops/linear_cuda.cu)
+  files=(native/ops/conv2d_cuda.cu native/ops/conv2d_v2_cuda.cu native/ops/conv2d_v3_cuda.cu
+         native/ops/gemm_cuda.cu native/ops/linear_cuda.cu)
 fi
 
 archs="${CONVNET_CUDA_ARCHS:-}"

@@ -41,6 +41,7 @@ export {
 } from './errors.js';
 export { tensor, zeros, full, randn, type CreateOptions, type RandnOptions } from './ops/create.js';
 export { conv2d, type Conv2dOptions } from './ops/conv2d.js';
+export { setPrecision, getPrecision, type Precision } from './precision.js';
 export { relu, dropout, type DropoutOptions } from './ops/activation.js';
 export { maxPool2d, type MaxPool2dOptions } from './ops/pool.js';
 export { lrn, type LrnOptions } from './ops/lrn.js';

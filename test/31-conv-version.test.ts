@@ -28,12 +28,12 @@ function inputs() {
 }
 
 describe('conv2d version', () => {
-  it('rejects a version other than 1 or 2 with the exact message', () => {
+  it('rejects a version other than 1, 2 or 3 with the exact message', () => {
     const { x, w, all } = inputs();
     try {
-      for (const [v, shown] of [[3, '3'], [0, '0'], ['2', "'2'"], [1.5, '1.5'], [null, 'null']] as const) {
+      for (const [v, shown] of [[4, '4'], [0, '0'], ['2', "'2'"], [1.5, '1.5'], [null, 'null']] as const) {
         expectError(() => cn.conv2d(x, w, null, { groups: 2, version: v as never }), cn.ShapeError,
-          `conv2d: version must be 1 or 2, received ${shown}`);
+          `conv2d: version must be 1, 2 or 3, received ${shown}`);
       }
     } finally {
       all.forEach((t) => t.dispose());
@@ -45,7 +45,7 @@ describe('conv2d version', () => {
     try {
       process.env.CONVNET_CONV_VERSION = 'fast';
       expectError(() => cn.conv2d(x, w, null, { groups: 2 }), cn.ShapeError,
-        "conv2d: the environment variable CONVNET_CONV_VERSION must be 1 or 2, received 'fast'");
+        "conv2d: the environment variable CONVNET_CONV_VERSION must be 1, 2 or 3, received 'fast'");
       const y = cn.conv2d(x, w, null, { groups: 2, version: 1 });
       expect(y.shape).toEqual([2, 6, 7, 5]);
       y.dispose();
@@ -76,13 +76,13 @@ describe('conv2d version', () => {
     const dw = cn.zeros([6, 2, 3, 3]);
     try {
       const ints = [...conv2dPlan(x, w, null, { groups: 2 }).ints.slice(0, 14)];
-      for (const v of [3, -1]) {
+      for (const v of [24, -1]) {
         expectError(() => launchInPlace('conv2d_forward', [y, x, w, null], [...ints, v]), cn.ShapeError,
-          `conv2d_forward: version must be an integer in [0, 2], received ${v}`);
+          `conv2d_forward: version must be an integer in [0, 23], received ${v}`);
         expectError(() => launchInPlace('conv2d_backward_data', [x, y, w], [...ints, v]), cn.ShapeError,
-          `conv2d_backward_data: version must be an integer in [0, 2], received ${v}`);
+          `conv2d_backward_data: version must be an integer in [0, 23], received ${v}`);
         expectError(() => launchInPlace('conv2d_backward_filter', [dw, null, x, y], [...ints, v]), cn.ShapeError,
-          `conv2d_backward_filter: version must be an integer in [0, 2], received ${v}`);
+          `conv2d_backward_filter: version must be an integer in [0, 23], received ${v}`);
       }
     } finally {
       [...all, y, dw].forEach((t) => t.dispose());

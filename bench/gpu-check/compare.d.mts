@@ -5,6 +5,8 @@ import type { NativeAddon } from '../../src/native.js';
 type Cn = typeof CN;
 
 export const TOL: number;
+export const TOL_TF32: number;
+export const TOL_BF16: number;
 export const OPS: string[];
 export const KERNELS: Record<string, string[]>;
 
@@ -28,6 +30,8 @@ export interface Case {
   inputs: CaseInput[];
   forward(cn: Cn, inputs: CN.Tensor[], ctx: CaseContext): CN.Tensor | CN.Tensor[];
   exact?: boolean;
+  /** Normwise tolerance of this case when not TOL (reduced-precision math). */
+  tol?: number;
   backward?: boolean;
 }
 

@@ -19,9 +19,16 @@
 /** Normwise relative error allowed between float32 results. */
 export const TOL = 1e-4;
 
+/**
+ * The same for reduced-precision math (a case's `tol`): TF32 inputs keep 11 significant bits,
+ * BF16 inputs 8.
+ */
+export const TOL_TF32 = 1e-3;
+export const TOL_BF16 = 1e-2;
+
 /** The rows of the report, in order. */
 export const OPS = [
-  'conv2d', 'conv2dV2', 'relu', 'maxPool2d', 'lrn', 'dropout', 'linear', 'softmaxCrossEntropy',
+  'conv2d', 'conv2dV2', 'conv2dV3Tf32', 'conv2dV3Bf16', 'relu', 'maxPool2d', 'lrn', 'dropout', 'linear', 'softmaxCrossEntropy',
   'concat', 'split', 'sgdUpdate', 'randn', 'full', 'zeros', 'to',
   'add', 'sub', 'mul', 'div', 'neg', 'exp', 'log', 'sqrt', 'tanh', 'sigmoid', 'pow',
   'sum', 'mean', 'max', 'matmul', 'transpose', 'customOp', 'fuse',
@@ -34,6 +41,8 @@ export const OPS = [
 export const KERNELS = {
   conv2d: ['conv2d_forward', 'conv2d_backward_data', 'conv2d_backward_filter'],
   conv2dV2: ['conv2d_forward', 'conv2d_backward_data', 'conv2d_backward_filter'],
+  conv2dV3Tf32: ['conv2d_forward', 'conv2d_backward_data', 'conv2d_backward_filter'],
+  conv2dV3Bf16: ['conv2d_forward', 'conv2d_backward_data', 'conv2d_backward_filter'],
   relu: ['relu_forward', 'relu_backward'],
   maxPool2d: ['maxpool2d_forward', 'maxpool2d_backward'],
   lrn: ['lrn_forward', 'lrn_backward'],
@@ -130,20 +139,26 @@ export function randomData(n, next, { scale = 1, zeros = 0, levels = 0, offset =
 // inputs are on; ctx.target(name) maps 'reference' | 'device' | 'peer' to a device id.
 
 // `version` 2: the row conv2dV2, the same op with the implicit-GEMM CUDA kernels (option
-// `version: 2`); otherwise conv2d with the default kernels (version 1).
-function conv2dCase(d, p, note = '', version = 0) {
+// `version: 2`); `version` 3 with `precision` 'tf32' or 'bf16': the rows conv2dV3Tf32 /
+// conv2dV3Bf16, the tensor-core forward (gradients: version 2), compared within TOL_TF32 /
+// TOL_BF16; otherwise conv2d with the default kernels (version 1).
+function conv2dCase(d, p, note = '', version = 0, precision = undefined) {
   const { N, C, H, W, F, KH, KW, sh, sw, ph, pw, groups, bias } = p;
   const inputs = [
     { name: 'x', shape: [N, C, H, W], grad: true },
     { name: 'w', shape: [F, C / groups, KH, KW], grad: true },
   ];
   if (bias) inputs.push({ name: 'b', shape: [F], grad: true });
+  const op = version === 3 ? (precision === 'bf16' ? 'conv2dV3Bf16' : 'conv2dV3Tf32') : version === 2 ? 'conv2dV2' : 'conv2d';
   return {
-    op: version === 2 ? 'conv2dV2' : 'conv2d',
+    op,
     label: `${note}x${fmt([N, C, H, W])} w${fmt(inputs[1].shape)} s${pair(sh, sw)} p${pair(ph, pw)} g${groups}${bias ? '' : ' no-bias'}`,
     seed: d.seed(),
     inputs,
-    forward: (cn, [x, w, b]) => cn.conv2d(x, w, b ?? null, { stride: [sh, sw], padding: [ph, pw], groups, ...(version ? { version } : {}) }),
+    ...(precision ? { tol: precision === 'bf16' ? TOL_BF16 : TOL_TF32 } : {}),
+    forward: (cn, [x, w, b]) => cn.conv2d(x, w, b ?? null, {
+      stride: [sh, sw], padding: [ph, pw], groups, ...(version ? { version } : {}), ...(precision ? { precision } : {}),
+    }),
   };
 }
 
@@ -158,14 +173,14 @@ function randomConv(d, big) {
   return { N: d.int(1, big ? 4 : 2), C, H, W, F, KH, KW, sh, sw, ph, pw, groups, bias: d.chance(0.7) };
 }
 
-function conv2dCases(d, small, version = 0) {
+function conv2dCases(d, small, version = 0, precision = undefined) {
   if (small) {
     return [
       { N: 1, C: 3, H: 9, W: 9, F: 4, KH: 3, KW: 3, sh: 1, sw: 1, ph: 1, pw: 1, groups: 1, bias: true },
       { N: 2, C: 4, H: 7, W: 6, F: 6, KH: 3, KW: 2, sh: 2, sw: 1, ph: 1, pw: 0, groups: 2, bias: false },
       { N: 1, C: 3, H: 15, W: 15, F: 2, KH: 11, KW: 11, sh: 4, sw: 4, ph: 2, pw: 2, groups: 1, bias: true },
       { N: 1, C: 2, H: 3, W: 4, F: 3, KH: 1, KW: 1, sh: 2, sw: 3, ph: 1, pw: 2, groups: 1, bias: true },
-    ].map((p) => conv2dCase(d, p, '', version));
+    ].map((p) => conv2dCase(d, p, '', version, precision));
   }
   const n = () => d.int(1, 2);
   const around = (base, spread) => base + d.int(-spread, spread);
@@ -178,7 +193,10 @@ function conv2dCases(d, small, version = 0) {
     { N: n(), C: 384, H: around(12, 2), W: 0, F: 256, KH: 3, KW: 3, sh: 1, sw: 1, ph: 1, pw: 1, groups: 2, bias: true },
   ].map((p) => ({ ...p, W: p.H + d.int(-1, 1), pw: p.pw || p.ph }));
   const odd = Array.from({ length: 8 }, () => randomConv(d, true));
-  return [...alexnet.map((p, i) => conv2dCase(d, p, `alexnet conv${i + 1} `, version)), ...odd.map((p) => conv2dCase(d, p, '', version))];
+  return [
+    ...alexnet.map((p, i) => conv2dCase(d, p, `alexnet conv${i + 1} `, version, precision)),
+    ...odd.map((p) => conv2dCase(d, p, '', version, precision)),
+  ];
 }
 
 function unaryCase(op, d, shape, opts, label, forward, dataOpts) {
@@ -631,6 +649,8 @@ export function makeCases({ seed = 1, small = false, peer = false, only = null }
     ...transposeCases(d, small), ...customOpCases(d, small), ...fuseCases(d, small),
     // Last, so the draws of the cases above stay what they were before this row existed.
     ...conv2dCases(d, small, 2),
+    ...conv2dCases(d, small, 3, 'tf32'),
+    ...conv2dCases(d, small, 3, 'bf16'),
   ];
   return only ? all.filter((c) => only.includes(c.op)) : all;
 }
@@ -752,8 +772,9 @@ export function runCase(cn, c, env) {
     if (result.nan) problems.push(`${result.nan} NaN (unwritten) elements`);
     if (refNan) problems.push(`${refNan} NaN elements in the reference`);
     if (c.exact && result.mismatches) problems.push(`${result.mismatches} elements differ from the reference bit for bit`);
-    if (!c.exact && !(result.fwdErr < TOL)) problems.push(`forward error ${fmtErr(result.fwdErr)} >= ${TOL}`);
-    if (!c.exact && result.gradErr !== null && !(result.gradErr < TOL)) problems.push(`gradient error ${fmtErr(result.gradErr)} >= ${TOL}`);
+    const tol = c.tol ?? TOL;
+    if (!c.exact && !(result.fwdErr < tol)) problems.push(`forward error ${fmtErr(result.fwdErr)} >= ${tol}`);
+    if (!c.exact && result.gradErr !== null && !(result.gradErr < tol)) problems.push(`gradient error ${fmtErr(result.gradErr)} >= ${tol}`);
     if (problems.length) {
       result.status = 'fail';
       result.detail = problems.join('; ');

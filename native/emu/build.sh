@@ -50,7 +50,7 @@ if [[ -n "${CN_EMU_MUTATE:-}" ]]; then
   while IFS= read -r m; do [[ -n "$m" ]] && mutate+=(--mutate "$m"); done <<< "$CN_EMU_MUTATE"
 fi
 python3 "$here/prep.py" --root "$root" --out "$out/gen" "${mutate[@]}" \
-  core/cuda_launch.h emu/selftest_kernels.cu "${cu_files[@]}"
+  core/cuda_launch.h emu/selftest_kernels.cu emu/selftest_mma.cu "${cu_files[@]}"
 
 # 2. Compile. Device code: the rewritten copies, with the emulated runtime and the shrinkable
 # copy of core/cuda_launch.h first on the include path, no FP contraction (see cuda_runtime.h).
@@ -60,7 +60,7 @@ dev_flags=(-ffp-contract=off -DCONVNET_WITH_CUDA -I"$out/gen" -I"$here" -I"$root
 host_flags=(-DCONVNET_WITH_CUDA -I"$here" -I"$root/native")
 units=()   # "source|flags-name"
 for f in "${cu_files[@]}"; do units+=("$out/gen/$f.cc|dev"); done
-units+=("$out/gen/emu/selftest_kernels.cu.cc|dev")
+units+=("$out/gen/emu/selftest_kernels.cu.cc|dev" "$out/gen/emu/selftest_mma.cu.cc|dev")
 units+=("$here/emu.cc|dev" "$here/harness.cc|host")
 for f in "$root"/native/ops/*_cpu.cc "$root"/native/ops/*_cpu_*.cc; do units+=("$f|host"); done
 for f in registry.cc; do units+=("$root/native/ops/$f|host"); done

@@ -661,6 +661,8 @@ void set_schedule(Schedule s, uint64_t seed) {
   g_schedule = s;
   g_rng.seed(seed);
 }
+Schedule current_schedule() { return g_schedule; }
+uint64_t schedule_draw() { return g_rng(); }
 const char* schedule_name(Schedule s) {
   return s == Schedule::Forward ? "forward" : s == Schedule::Reverse ? "reverse" : "shuffle";
 }

@@ -11,6 +11,9 @@ namespace cn_emu {
 enum class Schedule { Forward, Reverse, Shuffle };
 void set_schedule(Schedule s, uint64_t seed = 0);
 const char* schedule_name(Schedule s);
+Schedule current_schedule();
+// A draw from the schedule's seeded generator (the emulated mma.sync uses it to delay warps).
+uint64_t schedule_draw();
 
 // Tunables (launcher constants prep.py made run-time values): names, set, reset.
 std::vector<std::string> tunable_names();

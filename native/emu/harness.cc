@@ -214,7 +214,9 @@ struct Outcome {
 
 enum class Inject { None, Corrupt, Unwrite };
 
-Outcome run_case(const Devices& dev, const cn::OpDef& def, const Case& c, Inject inject = Inject::None) {
+// outs: when given, receives each output's CPU and CUDA values (as floats), in order.
+Outcome run_case(const Devices& dev, const cn::OpDef& def, const Case& c, Inject inject = Inject::None,
+                 std::vector<std::pair<std::vector<float>, std::vector<float>>>* outs = nullptr) {
   Outcome o;
   OpCall cc{dev.cpu, {}, c.i, c.f}, gc{dev.cuda, {}, c.i, c.f};
   for (const Tensor& t : c.t) {
@@ -261,6 +263,13 @@ Outcome run_case(const Devices& dev, const cn::OpDef& def, const Case& c, Inject
       inject = Inject::None;
     }
     if (t.cmp == Cmp::Tol) o.all_exact = false;
+    if (outs) {
+      outs->emplace_back(std::vector<float>(t.n), std::vector<float>(t.n));
+      for (size_t e = 0; e < t.n; ++e) {
+        outs->back().first[e] = float_of(a[e]);
+        outs->back().second[e] = float_of(b[e]);
+      }
+    }
     for (size_t e = 0; e < t.n; ++e) {
       std::string bad;
       if (a[e] == kPoisonCpu) bad = "the CPU op never wrote it";
@@ -1136,6 +1145,103 @@ int check_conv_v2(const Devices& dev, uint64_t seed, int cases, bool verbose) {
   return failed;
 }
 
+// ---- conv2d version 3 (tensor cores, TF32 / BF16), against the CPU ---------------------------
+
+// The forward on version 2's shapes (odd sizes, groups, stride 4, tile edges) with precision
+// tf32 and bf16, compared by norm: ||y_cuda - y_cpu|| / ||y_cpu|| must stay within 1e-3 (tf32,
+// inputs keep 11 significant bits) or 1e-2 (bf16, 8 bits); every element must also be written
+// and finite where the CPU's is, within a loose per-element bound (5e-2 or 2e-1 relative to
+// max(|y|, 1)). The largest norm error over the cases must exceed 1e-5, so inputs really were
+// rounded (an fp32 kernel would not be). The backward passes with version 3 run version 2 in
+// fp32: compared per element at the GEMM tolerance. One line per precision and pass.
+int check_conv_v3(const Devices& dev, uint64_t seed, int cases, bool verbose) {
+  struct Prec {
+    const char* name;
+    int code;
+    double norm_tol, elem_tol;
+  };
+  const Prec precs[] = {{"tf32", 1, 1e-3, 5e-2}, {"bf16", 2, 1e-2, 2e-1}};
+  int failed = 0;
+  for (const Prec& pr : precs) {
+    const int vp = 3 + 10 * pr.code;
+    const cn::OpDef* def = cn::find_op("conv2d_forward");
+    const auto t0 = std::chrono::steady_clock::now();
+    Rng r(seed * 7919 + 17 * pr.code);
+    int n_fail = 0, n_cases = 0;
+    double worst = 0;
+    const int total = std::max(cases, 14);
+    for (int k = 0; k < total; ++k) {
+      const std::string variant = apply_variant(r, k);  // schedule, tiny launcher limits
+      const cn::Conv2dShape shape = conv_v2_shape_gen(r, k);
+      Case c = conv_fwd_case(r, shape, vp);
+      c.t[0].tol = pr.elem_tol;
+      if (verbose) std::printf("  conv2d_forward@v3-%s: %s %s\n", pr.name, c.desc.c_str(), variant.c_str());
+      std::vector<std::pair<std::vector<float>, std::vector<float>>> outs;
+      Outcome o = run_case(dev, *def, c, Inject::None, &outs);
+      ++n_cases;
+      double num = 0, den = 0;
+      if (o.ok && !outs.empty()) {
+        for (size_t e = 0; e < outs[0].first.size(); ++e) {
+          const double d = double(outs[0].second[e]) - outs[0].first[e];
+          num += d * d;
+          den += double(outs[0].first[e]) * outs[0].first[e];
+        }
+        const double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+        worst = std::max(worst, rel);
+        if (rel > pr.norm_tol) {
+          o.ok = false;
+          o.msg = fmt("norm error %.3g above %.3g", rel, pr.norm_tol);
+        }
+      }
+      if (!o.ok) {
+        if (n_fail < 3)
+          std::printf("  mismatch conv2d_forward@v3-%s [%s; %s]: %s\n", pr.name, c.desc.c_str(),
+                      variant.c_str(), o.msg.c_str());
+        ++n_fail;
+      }
+    }
+    cn_emu::reset_tunables();
+    cn_emu::set_schedule(cn_emu::Schedule::Forward);
+    bool rounded = worst > 1e-5;
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf("%s %-24s cases=%d max_norm_err=%.2g tol %.0e %.2fs (version 3, tensor cores)%s%s\n",
+                n_fail || !rounded ? "FAIL" : "ok  ", (std::string("conv2d_forward@v3-") + pr.name).c_str(),
+                n_cases, worst, pr.norm_tol, secs,
+                n_fail ? fmt(" (%d of %d cases mismatch)", n_fail, n_cases).c_str() : "",
+                rounded ? "" : " (no case shows input rounding: fp32 math?)");
+    if (n_fail || !rounded) ++failed;
+
+    // Backward passes asked for version 3: version 2's fp32 kernels.
+    struct Pass {
+      const char* op;
+      Case (*make)(Rng&, const cn::Conv2dShape&, int);
+    };
+    const Pass passes[] = {{"conv2d_backward_data", conv_bwd_data_case},
+                           {"conv2d_backward_filter", conv_bwd_filter_case}};
+    for (const Pass& p : passes) {
+      int bad = 0;
+      double max_err = 0;
+      const int n = std::max(cases / 4, 7);
+      for (int k = 0; k < n; ++k) {
+        apply_variant(r, k);
+        Case c = p.make(r, conv_v2_shape_gen(r, k), vp);
+        Outcome o = run_case(dev, *cn::find_op(p.op), c);
+        max_err = std::max(max_err, o.max_err);
+        if (!o.ok) {
+          if (bad < 3) std::printf("  mismatch %s@v3-%s [%s]: %s\n", p.op, pr.name, c.desc.c_str(), o.msg.c_str());
+          ++bad;
+        }
+      }
+      cn_emu::reset_tunables();
+      cn_emu::set_schedule(cn_emu::Schedule::Forward);
+      std::printf("%s %-24s cases=%d max_err=%.2g tol (version 3 asked: version 2, fp32)\n",
+                  bad ? "FAIL" : "ok  ", (std::string(p.op) + "@v3-" + pr.name).c_str(), n, max_err);
+      if (bad) ++failed;
+    }
+  }
+  return failed;
+}
+
 // ---- Self-test ------------------------------------------------------------------------------
 
 // Runs fn in a child process; true when the child was killed by a signal (the emulator aborts on
@@ -1196,6 +1302,8 @@ int self_test(const Devices& dev, uint64_t seed) {
   }
   // 2. The emulation's semantics (synthetic kernels in selftest_kernels.cu).
   for (const auto& res : emu_selftest::run_semantics_checks())
+    report(res.ok, "emulation: " + res.name + (res.detail.empty() ? "" : " (" + res.detail + ")"));
+  for (const auto& res : emu_selftest::run_mma_checks())
     report(res.ok, "emulation: " + res.name + (res.detail.empty() ? "" : " (" + res.detail + ")"));
   // 3. Kernel faults end the process with a message.
   for (const auto& fk : emu_selftest::faulting_kernels()) {
@@ -1579,6 +1687,7 @@ int main(int argc, char** argv) {
     if (n_fail) ++failed_ops;
   }
   if (only.empty() || only.count("conv2d_v2")) failed_ops += check_conv_v2(dev, seed, cases, verbose);
+  if (only.empty() || only.count("conv2d_v3")) failed_ops += check_conv_v3(dev, seed, cases, verbose);
   if (only.empty() || only.count("sgemm_cuda")) {
     const auto t0 = std::chrono::steady_clock::now();
     Rng r(seed * 7919);

@@ -14,6 +14,8 @@ struct Result {
 // Semantics the harness relies on: barriers, warp shuffles, per-block poisoned shared memory,
 // thread/block numbering, launch-configuration errors, schedules exposing a missing barrier.
 std::vector<Result> run_semantics_checks();
+// The emulated tensor-core primitives (selftest_mma.cu): cvt roundings and mma.sync layouts.
+std::vector<Result> run_mma_checks();
 
 struct FaultCase {
   std::string name;

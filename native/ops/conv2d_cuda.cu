@@ -255,11 +255,20 @@ void launch_conv2d_bias_grad(CudaDevice* dev, const Conv2dShape& s, const float*
 }
 
 namespace {
-// The version a call asked for (its last integer argument, validated by registry.cc), 0 meaning
-// the default; true when that is version 2 and the shape fits it.
+// The version a call asked for (its last integer argument, validated by registry.cc: version +
+// kConvPrecisionStep * precision), 0 meaning the default.
+int version_of(const OpCall& c) {
+  const int v = c.i.size() > 14 ? static_cast<int>(c.i[14] % kConvPrecisionStep) : 0;
+  return v == 0 ? kConvVersionDefault : v;
+}
+int precision_of(const OpCall& c) {
+  return c.i.size() > 14 ? static_cast<int>(c.i[14] / kConvPrecisionStep) : kConvPrecisionFp32;
+}
+// True when the call runs version 2: asked for it, or asked for version 3 (whose backward passes
+// are version 2's), and the shape fits it.
 bool use_v2(const OpCall& c, const Conv2dShape& s) {
-  const int v = c.i.size() > 14 ? static_cast<int>(c.i[14]) : 0;
-  return (v == 0 ? kConvVersionDefault : v) == 2 && conv2d_v2_fits(s);
+  const int v = version_of(c);
+  return (v == 2 || v == 3) && conv2d_v2_fits(s);
 }
 }  // namespace
 
@@ -267,6 +276,8 @@ bool use_v2(const OpCall& c, const Conv2dShape& s) {
 void conv2d_forward_cuda_op(const OpCall& c) {
   auto* dev = static_cast<CudaDevice*>(c.device);
   const Conv2dShape s = conv_shape(c);
+  if (version_of(c) == 3 && precision_of(c) != kConvPrecisionFp32 && conv2d_v3_usable(dev, s))
+    return conv2d_forward_cuda_v3(c, precision_of(c));
   if (use_v2(c, s)) return conv2d_forward_cuda_v2(c);
   const Geo g = geo_of(s);
   float* y = arg(c, 0);

@@ -48,7 +48,8 @@ void sgd_op(const OpCall& c) {
   sgd_cpu(pool_of(c), c.i[0], float_arg(c, 0), float_arg(c, 1), float_arg(c, 2), arg(c, 0), arg(c, 1), arg(c, 2));
 }
 // conv2d_forward: [y, x, w, b?] | [N,C,H,W,F,KH,KW,sh,sw,ph,pw,G,OH,OW,version] | []
-// (version: the CUDA kernel version, see ops/conv2d_cuda.h; the CPU ignores it)
+// (version: the CUDA kernel version + 10 * the precision, see ops/conv2d_cuda.h; the CPU
+// ignores it)
 void conv_fwd_op(const OpCall& c) {
   conv2d_forward_cpu(pool_of(c), conv_shape(c), arg(c, 1), arg(c, 2), arg(c, 3), arg(c, 0));
 }
@@ -279,7 +280,11 @@ Conv2dShape conv_checked(const OpCall& c, const char* op) {
   s.F = g.i32(4, 0); s.KH = g.i32(5, 1); s.KW = g.i32(6, 1);
   s.sh = g.i32(7, 1); s.sw = g.i32(8, 1); s.ph = g.i32(9, 0); s.pw = g.i32(10, 0);
   s.G = g.i32(11, 1); s.OH = g.i32(12, 0); s.OW = g.i32(13, 0);
-  g.get(14, 0, 2);  // the CUDA kernel version (conv2d_cuda.h): 0 = the default, 1, 2
+  // The CUDA kernel version and precision (conv2d_cuda.h): version + 10 * precision, version
+  // 0 (the default) to 3, precision 0 (fp32), 1 (tf32) or 2 (bf16); version 3 needs tf32 or bf16.
+  const int64_t vp = g.get(14, 0, 23);
+  if (vp % 10 > 3) g.bad("version (last int % 10) must be 0 to 3, received " + std::to_string(vp));
+  if (vp == 3) g.bad("version 3 (tensor cores) needs precision tf32 or bf16, received fp32");
   if (s.C % s.G || s.F % s.G) {
     g.bad("groups " + std::to_string(s.G) + " must divide C " + std::to_string(s.C) + " and F " +
           std::to_string(s.F));

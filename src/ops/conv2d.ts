@@ -7,6 +7,7 @@
  */
 import { needsGrad, record, save } from '../autograd.js';
 import { ShapeError } from '../errors.js';
+import { resolvePrecision, type Precision } from '../precision.js';
 import { checkShape, formatShape, Tensor } from '../tensor.js';
 import { launch } from './launch.js';
 import { describe, expectRank, expectTensor, intOption, intPair, paddedExtents, sameDevice } from './validate.js';
@@ -21,31 +22,51 @@ export interface Conv2dOptions {
   groups?: number;
   /**
    * Which CUDA kernels run this convolution (forward and both gradients): `1`, im2col plus a
-   * tiled SGEMM (the default), or `2`, implicit GEMM (no im2col buffer). Without it, the
-   * environment variable `CONVNET_CONV_VERSION` (`1` or `2`) decides, read at each call.
-   * The result is the same up to float32 rounding; CPU devices ignore it.
+   * tiled SGEMM (the default), `2`, implicit GEMM (no im2col buffer), or `3`, implicit GEMM on
+   * tensor cores (forward; the gradients run version 2), which needs precision `'tf32'` or
+   * `'bf16'`. Without it, the environment variable `CONVNET_CONV_VERSION` (`1`, `2` or `3`)
+   * decides, read at each call, and with neither, precision `'tf32'` or `'bf16'` picks version
+   * 3. Versions 1 and 2 compute in float32 whatever the precision. CPU devices ignore it.
    */
-  version?: 1 | 2;
+  version?: 1 | 2 | 3;
+  /**
+   * The math precision of this call (see {@link setPrecision}, whose setting is the default):
+   * `'fp32'`, `'tf32'` or `'bf16'`. Only version 3's forward kernel uses reduced precision;
+   * everything else stays float32.
+   */
+  precision?: Precision;
 }
 
+/** The native code of a precision (conv2d_cuda.h): last int = version + 10 * code. */
+const PRECISION_CODE: Record<Precision, number> = { fp32: 0, tf32: 1, bf16: 2 };
+
 /**
- * The CUDA kernel version a conv2d asks for: the option, else CONVNET_CONV_VERSION, else 0
- * (the native default, version 1).
+ * The CUDA kernel version a conv2d asks for: the option, else CONVNET_CONV_VERSION, else 0 (the
+ * native default, version 1), or 3 when the precision is reduced and neither names one. An
+ * explicit `version: 3` needs a reduced precision; CONVNET_CONV_VERSION=3 applies only to
+ * calls with one (fp32 calls then run the default).
  */
-function convVersion(op: string, v: unknown): number {
+function convVersion(op: string, v: unknown, precision: Precision): number {
+  const reduced = precision !== 'fp32';
   if (v === undefined) {
     const env = process.env.CONVNET_CONV_VERSION;
-    if (env === undefined || env === '') return 0;
+    if (env === undefined || env === '') return reduced ? 3 : 0;
     if (env === '1' || env === '2') return Number(env);
-    throw new ShapeError(`${op}: the environment variable CONVNET_CONV_VERSION must be 1 or 2, received ${describe(env)}`);
+    if (env === '3') return reduced ? 3 : 0;
+    throw new ShapeError(`${op}: the environment variable CONVNET_CONV_VERSION must be 1, 2 or 3, received ${describe(env)}`);
   }
   if (v === 1 || v === 2) return v;
-  throw new ShapeError(`${op}: version must be 1 or 2, received ${describe(v)}`);
+  if (v === 3) {
+    if (reduced) return 3;
+    throw new ShapeError(`${op}: version 3 (tensor cores) needs precision 'tf32' or 'bf16', received precision 'fp32'`);
+  }
+  throw new ShapeError(`${op}: version must be 1, 2 or 3, received ${describe(v)}`);
 }
 
 /**
  * The output shape and the native argument list of a conv2d: ints
- * `[N, C, H, W, F, KH, KW, sh, sw, ph, pw, groups, OH, OW, version]` (version 0: the default).
+ * `[N, C, H, W, F, KH, KW, sh, sw, ph, pw, groups, OH, OW, version + 10 * precision]`
+ * (version 0: the default; precision 0 fp32, 1 tf32, 2 bf16).
  */
 export function conv2dPlan(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dOptions = {}) {
   const op = 'conv2d';
@@ -58,7 +79,8 @@ export function conv2dPlan(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dO
   const [sh, sw] = intPair(op, 'stride', opts.stride, 1, [1, 1]);
   const [ph, pw] = intPair(op, 'padding', opts.padding, 0, [0, 0]);
   const groups = intOption(op, 'groups', opts.groups ?? 1, 1);
-  const version = convVersion(op, opts.version);
+  const precision = resolvePrecision(op, opts.precision);
+  const version = convVersion(op, opts.version, precision);
   const [N, C, H, W] = x.shape;
   paddedExtents(op, H, W, ph, pw);
   const [F, Cg, KH, KW] = w.shape;
@@ -90,19 +112,21 @@ export function conv2dPlan(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dO
   const OW = Math.floor((W + 2 * pw - KW) / sw) + 1;
   const yShape = [N, F, OH, OW];
   checkShape(op, 'the output', yShape);
-  const ints = [N, C, H, W, F, KH, KW, sh, sw, ph, pw, groups, OH, OW, version];
+  const ints = [N, C, H, W, F, KH, KW, sh, sw, ph, pw, groups, OH, OW, version + 10 * PRECISION_CODE[precision]];
   return { device, yShape, ints };
 }
 
 /**
  * 2-D cross-correlation (what deep-learning libraries call convolution), NCHW, with stride,
  * zero padding and groups: x [N, C, H, W], w [F, C/groups, KH, KW], b [F] or null →
- * [N, F, OH, OW], OH = floor((H + 2·ph − KH) / sh) + 1 (OW likewise). Computes in fp32;
- * differentiable in x, w and b.
+ * [N, F, OH, OW], OH = floor((H + 2·ph − KH) / sh) + 1 (OW likewise). Computes in fp32
+ * unless the `precision` option or {@link setPrecision} allows TF32 / BF16 tensor-core math
+ * (CUDA, sm_80+, forward); differentiable in x, w and b.
  *
  * @throws ShapeError for wrong dtypes, ranks or shapes, channels or filters not divisible by groups, a
- *   kernel larger than the padded input, or bad options (a `version` other than 1 or 2, or such a
- *   CONVNET_CONV_VERSION); DeviceError when the tensors are on
+ *   kernel larger than the padded input, or bad options (a `version` other than 1, 2 or 3, or such a
+ *   CONVNET_CONV_VERSION; `version: 3` with precision `'fp32'`; a `precision` other than
+ *   `'fp32'`, `'tf32'` or `'bf16'`); DeviceError when the tensors are on
  *   different devices; DisposedError for a disposed tensor
  *
  * @example
@@ -112,6 +136,7 @@ export function conv2dPlan(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dO
  * const b = cn.zeros([16], { requiresGrad: true });
  * const y = cn.conv2d(x, w, b, { padding: 2 }); // [8, 16, 32, 32]
  * const y2 = cn.conv2d(x, w, b, { padding: 2, version: 2 }); // implicit-GEMM kernels on CUDA
+ * const y3 = cn.conv2d(x, w, b, { padding: 2, precision: 'tf32' }); // tensor cores on sm_80+
  * ```
  */
 export function conv2d(x: Tensor, w: Tensor, b: Tensor | null, opts: Conv2dOptions = {}): Tensor {
