@@ -249,116 +249,111 @@ bool conv2d_blocked_applies(const Conv2dShape& s) {
   return xb + yb <= (int64_t(64) << 20);
 }
 
-void conv2d_forward_blocked(ThreadPool* pool, const Conv2dShape& s, const float* x,
-                            const float* w, const float* b, float* y) {
-  const int Cg = s.C / s.G, Fg = s.F / s.G, T = s.KH * s.KW;
-  const int64_t HW = int64_t(s.H) * s.W, P = int64_t(s.OH) * s.OW;
-  const int64_t xlen = s.C * HW, ylen = s.F * P;
-  // Packed weights, all groups: [g][panel][tap][c][8].
-  const int64_t gsize = int64_t(panels_of(Fg)) * kMR * T * Cg;
+namespace {
+
+// The forward pass and the data gradient are the same indirect GEMM with the roles swapped:
+//   forward        src = x  (C channels of H x W),  dst = y  (F of OH x OW), rows = filters,
+//                  inner = input channels;
+//   backward data  src = dy (F of OH x OW),  dst = dx (C of H x W),  rows = input channels,
+//                  inner = filters.
+// Per group the weights are packed once as [row panel][tap][inner][8] (elem(row, tap, inner)
+// reads them); per image block src is converted to CHWn32, and for every dst pixel
+// taps_of(src_group, dh, dw, taps, bases) lists the taps that reach it.
+struct Side {
+  int channels;      // per image: C or F
+  int h, w;          // spatial size
+  int64_t hw() const { return int64_t(h) * w; }
+  int64_t len() const { return channels * hw(); }
+};
+
+template <class Elem, class TapsOf>
+void indirect_pass(ThreadPool* pool, const Conv2dShape& s, const float* src, Side in,
+                   float* dst, Side out, const float* bias, const Elem& elem,
+                   const TapsOf& taps_of) {
+  const int T = s.KH * s.KW;
+  const int rows = out.channels / s.G, inner = in.channels / s.G;
+  const int64_t gsize = int64_t(panels_of(rows)) * kMR * T * inner;
   static thread_local Buf wbuf;  // on the queue thread: reused, no allocation per call
   float* const wpk = wbuf.get(size_t(gsize) * s.G);
   for (int g = 0; g < s.G; ++g)
-    pack_panels(Fg, T, Cg,
-                [&](int f, int t, int c) {
-                  return w[((int64_t(g) * Fg + f) * Cg + c) * T + t];
-                },
+    pack_panels(rows, T, inner, [&](int r, int t, int i) { return elem(g, r, t, i); },
                 wpk + g * gsize);
   over_blocks(pool, s.N / kNB, [&](int64_t b0, int64_t b1, int) {
-    static thread_local Buf xbuf, ybuf;
+    static thread_local Buf inbuf, outbuf;
     static thread_local std::vector<int> taps;
     static thread_local std::vector<const float*> bases;
-    float* xb = xbuf.get(size_t(xlen) * kNB);
-    float* yb = ybuf.get(size_t(ylen) * kNB);
+    float* ib = inbuf.get(size_t(in.len()) * kNB);
+    float* ob = outbuf.get(size_t(out.len()) * kNB);
     taps.resize(T);
     bases.resize(T);
     for (int64_t blk = b0; blk < b1; ++blk) {
-      to_blocked(x + blk * kNB * xlen, xlen, xb);
+      to_blocked(src + blk * kNB * in.len(), in.len(), ib);
       for (int g = 0; g < s.G; ++g) {
-        const float* xg = xb + int64_t(g) * Cg * HW * kNB;
-        for (int oh = 0; oh < s.OH; ++oh)
-          for (int ow = 0; ow < s.OW; ++ow) {
-            int nt = 0;
-            for (int kh = 0; kh < s.KH; ++kh) {
-              const int ih = oh * s.sh - s.ph + kh;
-              if (ih < 0 || ih >= s.H) continue;
-              for (int kw = 0; kw < s.KW; ++kw) {
-                const int iw = ow * s.sw - s.pw + kw;
-                if (iw < 0 || iw >= s.W) continue;
-                taps[nt] = kh * s.KW + kw;
-                bases[nt] = xg + (int64_t(ih) * s.W + iw) * kNB;
-                ++nt;
-              }
-            }
-            const int64_t p = int64_t(oh) * s.OW + ow;
-            for (int pn = 0; pn < panels_of(Fg); ++pn) {
-              const int f0 = pn * kMR;
-              kernel_rows(nt, taps.data(), bases.data(), Cg, HW * kNB,
-                          wpk + g * gsize + int64_t(pn) * kMR * T * Cg,
-                          yb + ((int64_t(g) * Fg + f0) * P + p) * kNB, P * kNB,
-                          std::min(kMR, Fg - f0));
+        const float* ig = ib + int64_t(g) * inner * in.hw() * kNB;
+        for (int dh = 0; dh < out.h; ++dh)
+          for (int dw = 0; dw < out.w; ++dw) {
+            const int nt = taps_of(ig, dh, dw, taps.data(), bases.data());
+            const int64_t q = int64_t(dh) * out.w + dw;
+            for (int pn = 0; pn < panels_of(rows); ++pn) {
+              const int r0 = pn * kMR;
+              kernel_rows(nt, taps.data(), bases.data(), inner, in.hw() * kNB,
+                          wpk + g * gsize + int64_t(pn) * kMR * T * inner,
+                          ob + ((int64_t(g) * rows + r0) * out.hw() + q) * kNB, out.hw() * kNB,
+                          std::min(kMR, rows - r0));
             }
           }
       }
-      from_blocked(yb, s.F, P, b, y + blk * kNB * ylen);
+      from_blocked(ob, out.channels, out.hw(), bias, dst + blk * kNB * out.len());
     }
   });
+}
+
+}  // namespace
+
+void conv2d_forward_blocked(ThreadPool* pool, const Conv2dShape& s, const float* x,
+                            const float* w, const float* b, float* y) {
+  const int Cg = s.C / s.G, Fg = s.F / s.G, T = s.KH * s.KW;
+  indirect_pass(
+      pool, s, x, Side{s.C, s.H, s.W}, y, Side{s.F, s.OH, s.OW}, b,
+      [&](int g, int f, int t, int c) { return w[((int64_t(g) * Fg + f) * Cg + c) * T + t]; },
+      // Output pixel (oh, ow): the taps that fall inside the input.
+      [&](const float* xg, int oh, int ow, int* taps, const float** bases) {
+        int nt = 0;
+        for (int kh = 0; kh < s.KH; ++kh) {
+          const int ih = oh * s.sh - s.ph + kh;
+          if (ih < 0 || ih >= s.H) continue;
+          for (int kw = 0; kw < s.KW; ++kw) {
+            const int iw = ow * s.sw - s.pw + kw;
+            if (iw < 0 || iw >= s.W) continue;
+            taps[nt] = kh * s.KW + kw;
+            bases[nt++] = xg + (int64_t(ih) * s.W + iw) * kNB;
+          }
+        }
+        return nt;
+      });
 }
 
 void conv2d_backward_data_blocked(ThreadPool* pool, const Conv2dShape& s, const float* dy,
                                   const float* w, float* dx) {
   const int Cg = s.C / s.G, Fg = s.F / s.G, T = s.KH * s.KW;
-  const int64_t HW = int64_t(s.H) * s.W, P = int64_t(s.OH) * s.OW;
-  const int64_t xlen = s.C * HW, ylen = s.F * P;
-  // Packed transposed weights, all groups: [g][panel of 8 channels][tap][f][8].
-  const int64_t gsize = int64_t(panels_of(Cg)) * kMR * T * Fg;
-  static thread_local Buf wbuf;  // on the queue thread: reused, no allocation per call
-  float* const wpk = wbuf.get(size_t(gsize) * s.G);
-  for (int g = 0; g < s.G; ++g)
-    pack_panels(Cg, T, Fg,
-                [&](int c, int t, int f) {
-                  return w[((int64_t(g) * Fg + f) * Cg + c) * T + t];
-                },
-                wpk + g * gsize);
-  over_blocks(pool, s.N / kNB, [&](int64_t b0, int64_t b1, int) {
-    static thread_local Buf xbuf, ybuf;
-    static thread_local std::vector<int> taps;
-    static thread_local std::vector<const float*> bases;
-    float* dxb = xbuf.get(size_t(xlen) * kNB);
-    float* dyb = ybuf.get(size_t(ylen) * kNB);
-    taps.resize(T);
-    bases.resize(T);
-    for (int64_t blk = b0; blk < b1; ++blk) {
-      to_blocked(dy + blk * kNB * ylen, ylen, dyb);
-      for (int g = 0; g < s.G; ++g) {
-        const float* dyg = dyb + int64_t(g) * Fg * P * kNB;
-        for (int ih = 0; ih < s.H; ++ih)
-          for (int iw = 0; iw < s.W; ++iw) {
-            int nt = 0;
-            for (int kh = 0; kh < s.KH; ++kh) {
-              const int th = ih + s.ph - kh;  // = oh * sh
-              if (th < 0 || th % s.sh != 0 || th / s.sh >= s.OH) continue;
-              for (int kw = 0; kw < s.KW; ++kw) {
-                const int tw = iw + s.pw - kw;
-                if (tw < 0 || tw % s.sw != 0 || tw / s.sw >= s.OW) continue;
-                taps[nt] = kh * s.KW + kw;
-                bases[nt] = dyg + (int64_t(th / s.sh) * s.OW + tw / s.sw) * kNB;
-                ++nt;
-              }
-            }
-            const int64_t q = int64_t(ih) * s.W + iw;
-            for (int pn = 0; pn < panels_of(Cg); ++pn) {
-              const int c0 = pn * kMR;
-              kernel_rows(nt, taps.data(), bases.data(), Fg, P * kNB,
-                          wpk + g * gsize + int64_t(pn) * kMR * T * Fg,
-                          dxb + ((int64_t(g) * Cg + c0) * HW + q) * kNB, HW * kNB,
-                          std::min(kMR, Cg - c0));
-            }
+  indirect_pass(
+      pool, s, dy, Side{s.F, s.OH, s.OW}, dx, Side{s.C, s.H, s.W}, nullptr,
+      [&](int g, int c, int t, int f) { return w[((int64_t(g) * Fg + f) * Cg + c) * T + t]; },
+      // Input pixel (ih, iw): the taps whose output position lands on the stride grid.
+      [&](const float* dyg, int ih, int iw, int* taps, const float** bases) {
+        int nt = 0;
+        for (int kh = 0; kh < s.KH; ++kh) {
+          const int th = ih + s.ph - kh;  // = oh * sh
+          if (th < 0 || th % s.sh != 0 || th / s.sh >= s.OH) continue;
+          for (int kw = 0; kw < s.KW; ++kw) {
+            const int tw = iw + s.pw - kw;
+            if (tw < 0 || tw % s.sw != 0 || tw / s.sw >= s.OW) continue;
+            taps[nt] = kh * s.KW + kw;
+            bases[nt++] = dyg + (int64_t(th / s.sh) * s.OW + tw / s.sw) * kNB;
           }
-      }
-      from_blocked(dxb, s.C, HW, nullptr, dx + blk * kNB * xlen);
-    }
-  });
+        }
+        return nt;
+      });
 }
 
 void conv2d_backward_filter_blocked(ThreadPool* pool, const Conv2dShape& s, const float* x,
