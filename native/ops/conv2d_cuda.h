@@ -28,6 +28,23 @@ constexpr int kConvVersionMax = 3;
 constexpr int kConvPrecisionFp32 = 0, kConvPrecisionTf32 = 1, kConvPrecisionBf16 = 2;
 constexpr int kConvPrecisionStep = 10;  // last int = version + kConvPrecisionStep * precision
 
+// Conv2dShape plus the derived sizes every implicit-GEMM view needs, passed to the kernels by
+// value (versions 2 and 3).
+struct ConvView {
+  int N, C, H, W, F, KH, KW, sh, sw, ph, pw, G, OH, OW;
+  int Cg, Fg, Kc;
+  int64_t P, HW;
+};
+
+inline ConvView conv_view(const Conv2dShape& s) {
+  ConvView v;
+  v.N = s.N; v.C = s.C; v.H = s.H; v.W = s.W; v.F = s.F; v.KH = s.KH; v.KW = s.KW;
+  v.sh = s.sh; v.sw = s.sw; v.ph = s.ph; v.pw = s.pw; v.G = s.G; v.OH = s.OH; v.OW = s.OW;
+  v.Cg = s.C / s.G; v.Fg = s.F / s.G; v.Kc = v.Cg * s.KH * s.KW;
+  v.P = int64_t(s.OH) * s.OW; v.HW = int64_t(s.H) * s.W;
+  return v;
+}
+
 bool conv2d_v2_fits(const Conv2dShape& s);
 void conv2d_forward_cuda_v2(const OpCall& c);
 void conv2d_backward_data_cuda_v2(const OpCall& c);

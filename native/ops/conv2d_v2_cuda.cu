@@ -123,26 +123,10 @@ __device__ __forceinline__ void copy_wait() {
 
 // ---- the three GEMM views -------------------------------------------------------------------
 
-// Shape fields every view carries (Conv2dShape plus derived sizes).
-struct ViewShape {
-  int N, C, H, W, F, KH, KW, sh, sw, ph, pw, G, OH, OW;
-  int Cg, Fg, Kc;
-  int64_t P, HW;
-};
-
-ViewShape view_shape(const Conv2dShape& s) {
-  ViewShape v;
-  v.N = s.N; v.C = s.C; v.H = s.H; v.W = s.W; v.F = s.F; v.KH = s.KH; v.KW = s.KW;
-  v.sh = s.sh; v.sw = s.sw; v.ph = s.ph; v.pw = s.pw; v.G = s.G; v.OH = s.OH; v.OW = s.OW;
-  v.Cg = s.C / s.G; v.Fg = s.F / s.G; v.Kc = v.Cg * s.KH * s.KW;
-  v.P = int64_t(s.OH) * s.OW; v.HW = int64_t(s.H) * s.W;
-  return v;
-}
-
 // Forward: A = wT_g [Kc][Fg], B = the taps of x, C -> y (+ bias).
 struct ConvForward {
   static constexpr bool kAFastK = false, kBFastK = false;
-  ViewShape s;
+  ConvView s;
   const float* wt;  // [G][Kc][Fg]
   const float* x;
   const float* b;   // may be null
@@ -203,7 +187,7 @@ struct ConvForward {
 // B = dy at the taps of the phase, C -> dx.
 struct ConvBackwardData {
   static constexpr bool kAFastK = false, kBFastK = false;
-  ViewShape s;
+  ConvView s;
   const float* wp;  // [F][KH][KW][Cg]
   const float* dy;
   float* dx;
@@ -289,7 +273,7 @@ struct ConvBackwardData {
 // along K = (img, p)), C -> partial[split] (or dw).
 struct ConvBackwardFilter {
   static constexpr bool kAFastK = true, kBFastK = true;
-  ViewShape s;
+  ConvView s;
   const float* x;
   const float* dy;
   float* part;        // [S][F*Kc]
@@ -578,7 +562,7 @@ bool conv2d_v2_fits(const Conv2dShape& s) {
 void conv2d_forward_cuda_v2(const OpCall& c) {
   auto* dev = static_cast<CudaDevice*>(c.device);
   const Conv2dShape s = conv_shape(c);
-  const ViewShape vs = view_shape(s);
+  const ConvView vs = conv_view(s);
   if (s.N <= 0 || s.F <= 0 || vs.P <= 0) return;
   dev->activate();
   const std::string at = where("conv2d_forward", dev);
@@ -604,7 +588,7 @@ void conv2d_forward_cuda_v2(const OpCall& c) {
 void conv2d_backward_data_cuda_v2(const OpCall& c) {
   auto* dev = static_cast<CudaDevice*>(c.device);
   const Conv2dShape s = conv_shape(c);
-  const ViewShape vs = view_shape(s);
+  const ConvView vs = conv_view(s);
   if (s.N <= 0 || vs.HW <= 0 || s.C <= 0) return;
   dev->activate();
   const std::string at = where("conv2d_backward_data", dev);
@@ -631,7 +615,7 @@ void conv2d_backward_data_cuda_v2(const OpCall& c) {
 void conv2d_backward_filter_cuda_v2(const OpCall& c) {
   auto* dev = static_cast<CudaDevice*>(c.device);
   const Conv2dShape s = conv_shape(c);
-  const ViewShape vs = view_shape(s);
+  const ConvView vs = conv_view(s);
   float *dw = arg(c, 0), *db = arg(c, 1);
   const int64_t wsize = int64_t(s.F) * vs.Kc;
   if (wsize <= 0 && (!db || s.F <= 0)) return;

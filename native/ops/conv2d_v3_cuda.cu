@@ -58,21 +58,6 @@ constexpr int kWarpM = 32, kWarpN = 32;
 constexpr int kMT = kWarpM / 16, kNT = kWarpN / 8;
 #endif
 
-struct FwdShape {
-  int N, C, H, W, F, KH, KW, sh, sw, ph, pw, G, OH, OW;
-  int Cg, Fg, Kc;
-  int64_t P, HW;
-};
-
-FwdShape fwd_shape(const Conv2dShape& s) {
-  FwdShape v;
-  v.N = s.N; v.C = s.C; v.H = s.H; v.W = s.W; v.F = s.F; v.KH = s.KH; v.KW = s.KW;
-  v.sh = s.sh; v.sw = s.sw; v.ph = s.ph; v.pw = s.pw; v.G = s.G; v.OH = s.OH; v.OW = s.OW;
-  v.Cg = s.C / s.G; v.Fg = s.F / s.G; v.Kc = v.Cg * s.KH * s.KW;
-  v.P = int64_t(s.OH) * s.OW; v.HW = int64_t(s.H) * s.W;
-  return v;
-}
-
 #if CN_CONV_V3_MMA
 // dst (shared) = *src (global), or 0 when src is null: one cp.async.
 __device__ __forceinline__ void v3_copy4(float* dst, const float* src, const float* any) {
@@ -84,7 +69,7 @@ enum class Math { Tf32, Bf16 };
 
 // y = conv(x, w) + b for the block's 64 x 64 tile of group blockIdx.z. See the file comment.
 template <Math kMath>
-__global__ void __launch_bounds__(kV3Threads) conv_v3_forward_kernel(FwdShape s,
+__global__ void __launch_bounds__(kV3Threads) conv_v3_forward_kernel(ConvView s,
                                                                     const float* __restrict__ wt,
                                                                     const float* __restrict__ x,
                                                                     const float* __restrict__ b,
@@ -284,7 +269,7 @@ bool conv2d_v3_usable(const CudaDevice* dev, const Conv2dShape& s) {
 void conv2d_forward_cuda_v3(const OpCall& c, int precision) {
   auto* dev = static_cast<CudaDevice*>(c.device);
   const Conv2dShape s = conv_shape(c);
-  const FwdShape vs = fwd_shape(s);
+  const ConvView vs = conv_view(s);
   if (s.N <= 0 || s.F <= 0 || vs.P <= 0) return;
   dev->activate();
   const std::string at = std::string("conv2d_forward: launching on ") + dev->id() + " (conv2d v3)";

@@ -33,12 +33,11 @@ import {
 } from './augment.js';
 import { AugmentPool, type AugmentItem } from './augment-pool.js';
 import { decodeImage, listImages, type ImageLayout, type ImageSplit } from './images.js';
-import { hash4, TWO_32, type LoaderState } from './loader.js';
+import { epochOrder, type LoaderState } from './loader.js';
 import { packedFileName, readPackedHeader, readPackedLabels } from './packed.js';
 import type { ImageBatch, ImageSource } from './source.js';
 
 const IMAGE_BYTES = 3 * STORED_SIZE * STORED_SIZE;
-const STREAM_ORDER = 0;
 
 /** Options of {@link openImageSource}. */
 export interface ImageSourceOptions {
@@ -198,17 +197,7 @@ abstract class FolderSource implements ImageSource {
   /** The data set indices in the order of epoch e (a permutation in training, 0..size-1 in evaluation). */
   orderOf(epoch: number): Int32Array {
     if (this.order && this.order.seed === this.seed && this.order.epoch === epoch) return this.order.perm;
-    const n = this.size;
-    const perm = new Int32Array(n);
-    for (let i = 0; i < n; i++) perm[i] = i;
-    if (this.train) {
-      for (let i = n - 1; i > 0; i--) {
-        const j = Math.floor((hash4(this.seed, epoch, STREAM_ORDER, i) / TWO_32) * (i + 1));
-        const t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-      }
-    }
+    const perm = epochOrder(this.seed, epoch, this.size, this.train);
     this.order = { seed: this.seed, epoch, perm };
     return perm;
   }

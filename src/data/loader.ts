@@ -139,6 +139,25 @@ const STREAM_CROP_X = 3;
 /** 2^32: `hash4(...) / TWO_32` is uniform in [0, 1). */
 export const TWO_32 = 4294967296;
 
+/**
+ * The order of epoch `epoch` over n items: a Fisher-Yates permutation whose draws come from the
+ * counter-based hash (a pure function of seed and epoch), or 0..n-1 without shuffling. Shared by
+ * this loader and the colour-image sources.
+ */
+export function epochOrder(seed: number, epoch: number, n: number, shuffle: boolean): Int32Array {
+  const perm = new Int32Array(n);
+  for (let i = 0; i < n; i++) perm[i] = i;
+  if (shuffle) {
+    for (let i = n - 1; i > 0; i--) {
+      const j = Math.floor((hash4(seed, epoch, STREAM_ORDER, i) / TWO_32) * (i + 1));
+      const t = perm[i];
+      perm[i] = perm[j];
+      perm[j] = t;
+    }
+  }
+  return perm;
+}
+
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
 const show = (v: unknown) => (typeof v === 'string' ? `'${v}'` : Array.isArray(v) ? `[${v.join(', ')}]` : String(v));
 
@@ -286,18 +305,7 @@ export class BatchLoader {
   /** The data set indices in the order of epoch `epoch` (a permutation, or 0..count-1 without shuffling). */
   orderOf(epoch: number): Int32Array {
     if (this.order && this.order.seed === this.seed && this.order.epoch === epoch) return this.order.perm;
-    const n = this.dataset.count;
-    const perm = new Int32Array(n);
-    for (let i = 0; i < n; i++) perm[i] = i;
-    if (this.shuffle) {
-      // Fisher-Yates, draw k from the counter-based hash.
-      for (let i = n - 1; i > 0; i--) {
-        const j = Math.floor((hash4(this.seed, epoch, STREAM_ORDER, i) / TWO_32) * (i + 1));
-        const t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-      }
-    }
+    const perm = epochOrder(this.seed, epoch, this.dataset.count, this.shuffle);
     this.order = { seed: this.seed, epoch, perm };
     return perm;
   }
