@@ -11,7 +11,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import * as cn from '../src/index.js';
 import { conv2dPlan } from '../src/ops/conv2d.js';
 import { launchInPlace } from '../src/ops/launch.js';
-import { expectError, trackLeaks } from './helpers.js';
+import { convInputs, expectError, expectSameConvBits, trackLeaks } from './helpers.js';
 
 trackLeaks();
 
@@ -21,13 +21,6 @@ afterEach(() => {
   else process.env.CONVNET_CONV_VERSION = saved;
   cn.setPrecision('fp32');
 });
-
-function inputs() {
-  const x = cn.randn([2, 4, 9, 7], { seed: 3, requiresGrad: true });
-  const w = cn.randn([6, 2, 3, 3], { seed: 4, std: 0.3, requiresGrad: true });
-  const b = cn.randn([6], { seed: 5, requiresGrad: true });
-  return { x, w, b, all: [x, w, b] };
-}
 
 describe('precision', () => {
   it('defaults to fp32; setPrecision returns the previous value and rejects others exactly', () => {
@@ -43,7 +36,7 @@ describe('precision', () => {
   });
 
   it('rejects a bad precision option and version 3 with fp32, exactly', () => {
-    const { x, w, all } = inputs();
+    const { x, w, all } = convInputs();
     try {
       expectError(() => cn.conv2d(x, w, null, { groups: 2, precision: 'half' as never }), cn.ShapeError,
         "conv2d: precision must be 'fp32', 'tf32' or 'bf16', received 'half'");
@@ -60,7 +53,7 @@ describe('precision', () => {
   });
 
   it('encodes version + 10 * precision last: option, else setPrecision; reduced precision picks version 3', () => {
-    const { x, w, all } = inputs();
+    const { x, w, all } = convInputs();
     const last = (o: cn.Conv2dOptions) => conv2dPlan(x, w, null, { groups: 2, ...o }).ints.at(-1);
     try {
       delete process.env.CONVNET_CONV_VERSION;
@@ -88,7 +81,7 @@ describe('precision', () => {
   });
 
   it('the op table bounds the combined argument and refuses version 3 with fp32', () => {
-    const { x, w, all } = inputs();
+    const { x, w, all } = convInputs();
     const y = cn.zeros([2, 6, 7, 5]);
     try {
       const ints = conv2dPlan(x, w, null, { groups: 2 }).ints.slice(0, 14);
@@ -107,22 +100,6 @@ describe('precision', () => {
   });
 
   it('on a CPU every precision gives the same output and gradients, bit for bit', async () => {
-    const results: Float32Array[][] = [];
-    for (const precision of ['fp32', 'tf32', 'bf16'] as const) {
-      const { x, w, b, all } = inputs();
-      const y = cn.conv2d(x, w, b, { groups: 2, stride: [2, 1], padding: 1, precision });
-      const sq = cn.mul(y, y);
-      const loss = cn.sum(sq);
-      loss.backward();
-      results.push([
-        (await y.data()) as Float32Array, (await x.grad!.data()) as Float32Array,
-        (await w.grad!.data()) as Float32Array, (await b.grad!.data()) as Float32Array,
-      ]);
-      [...all.map((t) => t.grad!), ...all, y, sq, loss].forEach((t) => t.dispose());
-    }
-    for (const r of results.slice(1)) {
-      r.forEach((a, i) => expect(Buffer.from(a.buffer).equals(Buffer.from(results[0][i].buffer)), `output ${i}`).toBe(true));
-    }
-    expect(results[0][0].some((v) => v !== 0)).toBe(true);
+    await expectSameConvBits([{ precision: 'fp32' }, { precision: 'tf32' }, { precision: 'bf16' }]);
   });
 });

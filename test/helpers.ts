@@ -124,3 +124,36 @@ export function ensureDist(root: string): void {
   const r = spawnSync(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: root, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`tsc -p tsconfig.build.json failed:\n${r.stdout}${r.stderr}`);
 }
+
+/** The small grouped, strided conv2d inputs (with gradients) that the version and precision tests share. */
+export function convInputs(): { x: cn.Tensor; w: cn.Tensor; b: cn.Tensor; all: cn.Tensor[] } {
+  const x = cn.randn([2, 4, 9, 7], { seed: 3, requiresGrad: true });
+  const w = cn.randn([6, 2, 3, 3], { seed: 4, std: 0.3, requiresGrad: true });
+  const b = cn.randn([6], { seed: 5, requiresGrad: true });
+  return { x, w, b, all: [x, w, b] };
+}
+
+/**
+ * y, dx, dw and db of L = sum(conv2d(x, w, b, opts)^2) on fresh {@link convInputs}, for each
+ * option set; expects every output of every run to equal the first run's bit for bit (and the
+ * first y not to be all zeros).
+ */
+export async function expectSameConvBits(optionSets: cn.Conv2dOptions[]): Promise<void> {
+  const results: Float32Array[][] = [];
+  for (const opts of optionSets) {
+    const { x, w, b, all } = convInputs();
+    const y = cn.conv2d(x, w, b, { groups: 2, stride: [2, 1], padding: 1, ...opts });
+    const sq = cn.mul(y, y);
+    const loss = cn.sum(sq);
+    loss.backward();
+    results.push([
+      (await y.data()) as Float32Array, (await x.grad!.data()) as Float32Array,
+      (await w.grad!.data()) as Float32Array, (await b.grad!.data()) as Float32Array,
+    ]);
+    [...all.map((t) => t.grad!), ...all, y, sq, loss].forEach((t) => t.dispose());
+  }
+  for (const r of results.slice(1)) {
+    r.forEach((a, i) => expect(Buffer.from(a.buffer).equals(Buffer.from(results[0][i].buffer)), `output ${i}`).toBe(true));
+  }
+  expect(results[0][0].some((v) => v !== 0)).toBe(true);
+}
