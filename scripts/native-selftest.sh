@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The standalone C++ kernel self-tests (native/ops/test_*.cc: SGEMM and conv2d against naive
-# loops and finite differences, pooling and LRN likewise), for this machine or for aarch64.
+# loops and finite differences, pooling and LRN likewise; the thread pool, also under
+# ThreadSanitizer), for this machine or for aarch64.
 #   scripts/native-selftest.sh            build and run here, once per SGEMM micro-kernel this
 #                                         CPU has, and once with the portable kernel
 #   scripts/native-selftest.sh aarch64    cross-compile with Debian's aarch64-linux-gnu-g++, run
@@ -13,6 +14,7 @@ target=${1:-native}
 flags=(-O2 -std=c++17 -pthread -Wall -Wno-unused-function -Inative)
 gemm_conv=(native/core/parallel.cc native/ops/gemm_cpu.cc native/ops/conv2d_cpu.cc native/ops/conv2d_cpu_blocked.cc native/ops/test_gemm_conv.cc)
 pool_lrn=(native/core/parallel.cc native/ops/pool_cpu.cc native/ops/lrn_cpu.cc native/ops/test_pool_lrn.cc)
+threads=(native/core/parallel.cc native/core/test_parallel.cc)
 
 case "$target" in
   native)
@@ -20,6 +22,12 @@ case "$target" in
     mkdir -p "$out"
     g++ "${flags[@]}" "${gemm_conv[@]}" -o "$out/test_gemm_conv"
     g++ "${flags[@]}" "${pool_lrn[@]}" -o "$out/test_pool_lrn"
+    g++ "${flags[@]}" "${threads[@]}" -o "$out/test_parallel"
+    g++ "${flags[@]}" -O1 -g -fsanitize=thread "${threads[@]}" -o "$out/test_parallel_tsan"
+    for spin in 50 0; do
+      CONVNET_SPIN_US=$spin "$out/test_parallel"
+      CONVNET_SPIN_US=$spin "$out/test_parallel_tsan"
+    done
     for isa in portable sse avx2 avx512; do
       echo "-- test_gemm_conv, SGEMM micro-kernel capped at $isa"
       CN_SGEMM_ISA=$isa "$out/test_gemm_conv" --no-bench
@@ -34,6 +42,8 @@ case "$target" in
     mkdir -p "$out/obj"
     "$cxx" "${flags[@]}" "${gemm_conv[@]}" -o "$out/test_gemm_conv"
     "$cxx" "${flags[@]}" "${pool_lrn[@]}" -o "$out/test_pool_lrn"
+    "$cxx" "${flags[@]}" "${threads[@]}" -o "$out/test_parallel"
+    qemu-aarch64 -L /usr/aarch64-linux-gnu "$out/test_parallel"
     qemu-aarch64 -L /usr/aarch64-linux-gnu "$out/test_gemm_conv" --no-bench
     qemu-aarch64 -L /usr/aarch64-linux-gnu "$out/test_pool_lrn"
     # The whole CPU-only addon compiles and links for aarch64 too.

@@ -87,7 +87,11 @@ void Device::queue_loop() {
     Task task;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return stop_ || !tasks_.empty(); });
+      if (tasks_.empty() && !stop_) {
+        queue_active(false);
+        cv_.wait(lock, [this] { return stop_ || !tasks_.empty(); });
+        queue_active(true);
+      }
       if (tasks_.empty()) return;
       task = std::move(tasks_.front());
       tasks_.pop_front();
@@ -162,7 +166,7 @@ class CpuDevice : public Device {
         [](void* p) { std::free(p); }, host_free_bytes);
     start_queue();
   }
-  ~CpuDevice() override = default;
+  ~CpuDevice() override { stop_queue(); }  // before pool_ goes
 
   DeviceInfo info() const override {
     DeviceInfo d;
@@ -202,6 +206,7 @@ class CpuDevice : public Device {
     enqueue([dst, src, bytes] { std::memcpy(dst->ptr, src->ptr, bytes); });
   }
   ThreadPool* pool() override { return &pool_; }
+  void queue_active(bool active) override { pool_.set_active(active); }
 
  private:
   ThreadPool pool_;

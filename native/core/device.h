@@ -89,6 +89,9 @@ class Device {
 
   // The pool a CPU op may split work over (null on CUDA devices).
   virtual ThreadPool* pool() { return nullptr; }
+  // Called by the queue thread as it starts working through queued tasks (true) and as it finds
+  // the queue empty and goes to sleep (false).
+  virtual void queue_active(bool) {}
 
  protected:
   Device(std::string id, DeviceKind kind) : id_(std::move(id)), kind_(kind) {}

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 
 namespace cn {
 
@@ -42,6 +44,48 @@ int take_tokens(int want) {
 
 }  // namespace
 
+// How long a helper (or the caller) polls before it sleeps; CONVNET_SPIN_US, 0 turns polling off.
+static int64_t spin_ns() {
+  static const int64_t ns = [] {
+    const char* e = std::getenv("CONVNET_SPIN_US");
+    if (e && *e) {
+      char* end = nullptr;
+      long v = std::strtol(e, &end, 10);
+      if (*end == '\0' && v >= 0 && v <= 100000) return int64_t(v) * 1000;
+    }
+    return int64_t(50) * 1000;
+  }();
+  return ns;
+}
+
+static inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+template <class Pred>
+bool ThreadPool::spin_until(const Pred& pred) const {
+  const int64_t limit = spin_ns();
+  if (limit == 0) return pred();
+  // A few hundred pauses first (about a microsecond): most waits inside an op end here. Then
+  // yield between polls, so a thread that wants this core (the JS thread, another queue) gets it.
+  for (int i = 0; i < 256; ++i) {
+    if (pred()) return true;
+    cpu_relax();
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  for (;;) {
+    if (pred()) return true;
+    if (!active_.load(std::memory_order_relaxed) || stop_.load(std::memory_order_relaxed))
+      return pred();
+    if (std::chrono::steady_clock::now() - t0 > std::chrono::nanoseconds(limit)) return pred();
+    std::this_thread::yield();
+  }
+}
+
 ThreadPool::ThreadPool(int threads) : size_(threads < 1 ? 1 : threads) {
   grow_budget(size_);
   for (int w = 1; w < size_; ++w) threads_.emplace_back([this, w] { worker_loop(w); });
@@ -76,16 +120,19 @@ void ThreadPool::parallel_for(int64_t n, const RangeFn& fn) {
     fn(0, n, 0);
     return;
   }
+  bool wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
     job_ = &fn;
     job_n_ = n;
     job_workers_ = workers;
-    pending_ = workers - 1;
+    pending_.store(workers - 1);
     error_ = nullptr;
-    ++generation_;
+    generation_.fetch_add(1);
+    wake = sleepers_ > 0;
   }
-  start_cv_.notify_all();
+  // Polling helpers see the new generation themselves; only sleeping ones need the syscall.
+  if (wake) start_cv_.notify_all();
   std::exception_ptr mine;
   try {
     int64_t b, e;
@@ -94,21 +141,30 @@ void ThreadPool::parallel_for(int64_t n, const RangeFn& fn) {
   } catch (...) {
     mine = std::current_exception();
   }
-  std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [this] { return pending_ == 0; });
+  if (!spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
+    std::unique_lock<std::mutex> lock(mu_);
+    caller_sleeping_ = true;
+    done_cv_.wait(lock, [this] { return pending_.load() == 0; });
+    caller_sleeping_ = false;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
   job_ = nullptr;
   std::exception_ptr err = mine ? mine : error_;
-  lock.unlock();
   if (err) std::rethrow_exception(err);
 }
 
 void ThreadPool::worker_loop(int worker) {
   uint64_t seen = 0;
   for (;;) {
+    spin_until([&] { return generation_.load(std::memory_order_acquire) != seen; });
     std::unique_lock<std::mutex> lock(mu_);
-    start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
+    if (!stop_ && generation_.load() == seen) {
+      ++sleepers_;
+      start_cv_.wait(lock, [&] { return stop_ || generation_.load() != seen; });
+      --sleepers_;
+    }
     if (stop_) return;
-    seen = generation_;
+    seen = generation_.load();
     if (worker >= job_workers_) continue;
     const RangeFn* fn = job_;
     int64_t n = job_n_;
@@ -122,8 +178,12 @@ void ThreadPool::worker_loop(int worker) {
       std::lock_guard<std::mutex> g(mu_);
       if (!error_) error_ = std::current_exception();
     }
-    lock.lock();
-    if (--pending_ == 0) done_cv_.notify_all();
+    // The last helper out wakes the caller if it went to sleep. The lock orders this against the
+    // caller's check of pending_, so the wake-up cannot be lost.
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> g(mu_);
+      if (caller_sleeping_) done_cv_.notify_all();
+    }
   }
 }
 

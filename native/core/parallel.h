@@ -11,7 +11,15 @@
 // workers ran therefore depends on timing, and every kernel's result must not depend on it:
 // each output element is computed by one worker in a fixed order, and reductions across a
 // split use a fixed number of parts (see conv2d's filter gradient).
+//
+// Waking a sleeping thread costs microseconds, and tens of them when its core has gone idle, which
+// is as long as a whole small op. So a helper that finishes its range does not sleep at once: while
+// its queue is active (set_active, which the CPU device calls as its queue thread starts and stops
+// working) it keeps polling for the next job for up to CONVNET_SPIN_US microseconds (default 50),
+// yielding its core to any other runnable thread as it polls; then it sleeps. The caller waits for
+// the helpers the same way. An idle queue's helpers sleep at once.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -32,6 +40,10 @@ class ThreadPool {
 
   int size() const { return size_; }
 
+  // Whether the owner expects more jobs soon (its queue has work): helpers poll for the next job
+  // for a short while before sleeping only while this is true. True until the owner says otherwise.
+  void set_active(bool active) { active_.store(active, std::memory_order_relaxed); }
+
   // Runs fn over [0, n) split into at most size() contiguous ranges, one per worker (fewer when
   // other pools hold cores); returns when every range is done. Exceptions thrown by fn are
   // rethrown here (the first one wins).
@@ -39,6 +51,9 @@ class ThreadPool {
 
  private:
   void worker_loop(int worker);
+  // Polls until pred() holds, or the spin time is up, or the owner goes idle; returns pred().
+  template <class Pred>
+  bool spin_until(const Pred& pred) const;
 
   int size_;
   std::vector<std::thread> threads_;
@@ -47,9 +62,12 @@ class ThreadPool {
   const RangeFn* job_ = nullptr;
   int64_t job_n_ = 0;
   int job_workers_ = 0;
-  uint64_t generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  int sleepers_ = 0;           // helpers waiting on start_cv_ (guarded by mu_)
+  bool caller_sleeping_ = false;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> active_{true};
   std::exception_ptr error_;
 };
 
