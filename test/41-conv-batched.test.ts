@@ -1,11 +1,19 @@
 /**
- * Large-batch convolution on the CPU. With AVX-512, batches of 64 or more images (a multiple of
- * 32) take the batch-in-lanes path (native/ops/conv2d_cpu_blocked.cc) instead of im2col; these
- * tests hold it to a double-precision reference in all three passes, including conv1's stride 4
- * and 11x11, groups, and channel counts that are not multiples of its 8-row tile.
+ * Large-batch convolution on the CPU. With AVX-512 or AVX2, batches of 64 or more images (a
+ * multiple of 32) take the batch-in-lanes path (native/ops/conv2d_cpu_blocked.cc) instead of
+ * im2col; these tests hold it to a double-precision reference in all three passes, including
+ * conv1's stride 4 and 11x11, groups, and channel counts that are not multiples of its 8- or
+ * 6-row tile. The AVX2 kernels run in child processes under CN_SGEMM_ISA=avx2 (the kernels are
+ * chosen once per process): the same reference, and on an AVX-512 CPU the same bits as AVX-512.
  * Then: the CPU queues share the cores, so how many workers split an op depends on what the
  * other queue is doing; results must be bit-for-bit the same either way.
  */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
 import { describe, expect, it } from 'vitest';
 
 import * as cn from '../src/index.js';
@@ -77,6 +85,75 @@ describe('conv2d with large batches', () => {
       for (const t of [x.grad!, w.grad!, b.grad!, x, w, b, y, g]) t.dispose();
     });
   }
+});
+
+/** The CPU's feature flags (Linux), or null where /proc/cpuinfo cannot be read. */
+function cpuFlags(): Set<string> | null {
+  try {
+    const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags'));
+    return line ? new Set(line.split(':')[1].trim().split(/\s+/)) : null;
+  } catch {
+    return null;
+  }
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+describe('the AVX2 kernels of the batch-in-lanes path (child processes)', () => {
+  it('CN_SGEMM_ISA=avx2: the double-precision reference, not im2col, and the bits of AVX-512', async (ctx) => {
+    const flags = cpuFlags();
+    const skip = !flags ? 'no /proc/cpuinfo' : !(flags.has('avx2') && flags.has('fma')) ? 'the CPU has no AVX2 + FMA' : null;
+    if (skip) {
+      console.log(`skipped: ${skip}`);
+      ctx.skip();
+    }
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'convnet-avx2-'));
+    try {
+      const inputs = shapes.map(([, p], i) => {
+        const [OH, OW] = convOut(p);
+        return {
+          x: uniform(p.N * p.C * p.H * p.W, 10 * i + 1),
+          w: uniform((p.F * p.C * p.KH * p.KW) / p.groups, 10 * i + 2),
+          b: uniform(p.F, 10 * i + 3),
+          g: uniform(p.N * p.F * OH * OW, 10 * i + 4),
+        };
+      });
+      writeFileSync(path.join(dir, 'in.json'), JSON.stringify(shapes.map(([, p]) => p)));
+      writeFileSync(path.join(dir, 'in.bin'), Buffer.concat(inputs.flatMap((t) => [t.x, t.w, t.b, t.g].map((a) => Buffer.from(a.buffer)))));
+      // Each run: [y, dx, dw, db] per shape.
+      const run = (out: string, env: Record<string, string | undefined>) => {
+        const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(here, 'fixtures', 'conv-batched-child.ts'), dir, out], {
+          encoding: 'utf8',
+          timeout: 120_000,
+          env: { ...process.env, CN_SGEMM_ISA: undefined, CN_CONV_BLOCKED: undefined, ...env },
+        });
+        expect(r.status, r.stderr).toBe(0);
+        const bytes = readFileSync(path.join(dir, out));
+        const all = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+        let at = 0;
+        return inputs.map((t, i) => [t.g.length, t.x.length, t.w.length, t.b.length].map((n) => all.subarray(at, (at += n))));
+      };
+      const avx2 = run('avx2.bin', { CN_SGEMM_ISA: 'avx2' });
+      const im2col = run('im2col.bin', { CN_SGEMM_ISA: 'avx2', CN_CONV_BLOCKED: '0' });
+      const widest = flags!.has('avx512f') ? run('avx512.bin', {}) : null;
+      const same = (a: Float32Array, b: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+      shapes.forEach(([name, p], i) => {
+        const t = inputs[i];
+        const [y, dx, dw, db] = avx2[i];
+        expectClose(y, conv2dRef(p, t.x, t.w, t.b), 5e-5);
+        const ref = conv2dGradRef(p, t.x, t.w, t.g);
+        expectClose(dx, ref.dx, 5e-5);
+        expectClose(dw, ref.dw, 2e-4);
+        expectClose(db, ref.db, 2e-4);
+        // im2col sums in another order: other bits show that the batch-in-lanes path ran.
+        expect(same(y, im2col[i][0]) && same(dx, im2col[i][1]) && same(dw, im2col[i][2]), `${name}: AVX2 gave im2col's bits`).toBe(false);
+        // Both kernel sets sum every element in the same order.
+        if (widest) avx2[i].forEach((a, k) => expect(same(a, widest[i][k]), `${name}: output ${k}, AVX2 vs AVX-512`).toBe(true));
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 async function convStep(device: string): Promise<Float32Array[]> {

@@ -26,6 +26,7 @@
 
 #include "core/parallel.h"
 #include "ops/conv2d.h"
+#include "ops/conv2d_blocked.h"
 #include "ops/gemm.h"
 
 using namespace cn;
@@ -248,14 +249,24 @@ void test_conv(ThreadPool* pool) {
   run(pool, make_shape(2, 32, 13, 13, 64, 5, 5, 1, 1, 2, 2, 2), true);  // AlexNet-mini conv2
   run(pool, make_shape(9, 64, 6, 6, 96, 3, 3, 1, 1, 1, 1, 1), true);    // conv3
   run(pool, make_shape(3, 1, 28, 28, 32, 5, 5, 1, 1, 2, 2, 1), true);   // conv1
-  // The batch-in-lanes path (conv2d_cpu_blocked.cc: AVX-512, N a multiple of 32, at least 8
-  // channels and filters per group): AlexNet shapes, stride 4 and 11x11, odd sizes and row counts
-  // that are not multiples of the 8-row tile, one and several blocks per worker.
+  // The batch-in-lanes path (conv2d_cpu_blocked.cc: AVX-512 or AVX2, N a multiple of 32, at least
+  // 8 channels and filters per group): AlexNet shapes, stride 4 and 11x11, odd sizes and row
+  // counts that are not multiples of the 8- or 6-row tile, one and several blocks per worker.
+  // With the AVX-512 or AVX2 SGEMM kernel (and CN_CONV_BLOCKED unset) these must take that path.
+  const char* cap = std::getenv("CN_CONV_BLOCKED");
+  const std::string gemm = sgemm_kernel_name();
+  const bool blocked = (gemm == "avx512" || gemm == "avx2") && !(cap && std::string(cap) == "0");
+  std::printf("(b) blocked conv path: %s\n", *conv2d_blocked_isa() ? conv2d_blocked_isa() : "off");
+  check(blocked ? conv2d_blocked_isa() == gemm : !*conv2d_blocked_isa(), "blocked conv ISA");
+  check(conv2d_blocked_applies(make_shape(128, 64, 6, 6, 96, 3, 3, 1, 1, 1, 1, 1)) == blocked,
+        "blocked conv path taken");
   run(pool, make_shape(64, 32, 13, 13, 64, 5, 5, 1, 1, 2, 2, 2), true);   // AlexNet-mini conv2
   run(pool, make_shape(128, 64, 6, 6, 96, 3, 3, 1, 1, 1, 1, 1), true);   // conv3, 2 blocks each
   run(nullptr, make_shape(64, 96, 6, 6, 64, 3, 3, 1, 1, 1, 1, 2), false); // conv5, serial
   run(pool, make_shape(64, 8, 27, 25, 12, 11, 11, 4, 4, 2, 2, 1), true);  // conv1-like stride 4
   run(pool, make_shape(64, 18, 7, 5, 10, 3, 2, 2, 1, 0, 1, 2), true);     // 9 / 5 rows per group
+  run(pool, make_shape(64, 26, 5, 6, 14, 2, 3, 1, 2, 1, 0, 2), true);     // 13 / 7 rows per group
+  run(pool, make_shape(64, 8, 6, 5, 40, 3, 3, 1, 1, 1, 1, 1), true);      // 40 filters: 32 + 16
   run(pool, make_shape(96, 8, 4, 9, 8, 1, 1, 1, 1, 0, 0, 1), false);      // 3 blocks, 1x1
   for (int it = 0; it < 8; ++it) {
     int G = rand_int(1, 2);
