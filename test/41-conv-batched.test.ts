@@ -3,7 +3,8 @@
  * multiple of 32) take the batch-in-lanes path (native/ops/conv2d_cpu_blocked.cc) instead of
  * im2col; these tests hold it to a double-precision reference in all three passes, including
  * conv1's stride 4 and 11x11, groups, and channel counts that are not multiples of its 8- or
- * 6-row tile. The AVX2 kernels run in child processes under CN_SGEMM_ISA=avx2 (the kernels are
+ * 6-row tile; and conv1's shapes, which take the direct path for few input channels. The AVX2
+ * kernels run in child processes under CN_SGEMM_ISA=avx2 (the kernels are
  * chosen once per process): the same reference, and on an AVX-512 CPU the same bits as AVX-512.
  * Then: the CPU queues share the cores, so how many workers split an op depends on what the
  * other queue is doing; results must be bit-for-bit the same either way.
@@ -60,8 +61,21 @@ const shapes: [string, ConvParams][] = [
   ['11x11 stride 4 pad 2 (conv1-like), 3 blocks of 32', { N: 96, C: 8, H: 23, W: 23, F: 8, KH: 11, KW: 11, sh: 4, sw: 4, ph: 2, pw: 2, groups: 1 }],
 ];
 
-describe('conv2d with large batches', () => {
-  for (const [name, p] of shapes) {
+/**
+ * Layers with few input channels (conv1): with AVX-512 the forward pass and the filter gradient
+ * take the direct path (native/ops/conv2d_cpu_direct.cc) at any batch for long reductions
+ * (AlexNet's 3 x 11 x 11) and below 32 images for short ones; at 64 images AlexNet-mini's conv1
+ * takes im2col forward and the batch-in-lanes filter gradient.
+ */
+const narrow: [string, ConvParams][] = [
+  ['AlexNet conv1 (3 channels, 11x11 stride 4), 48 filters', { N: 4, C: 3, H: 39, W: 39, F: 48, KH: 11, KW: 11, sh: 4, sw: 4, ph: 2, pw: 2, groups: 1 }],
+  ['AlexNet-mini conv1 (1 channel, 5x5), batch 8', { N: 8, C: 1, H: 28, W: 28, F: 32, KH: 5, KW: 5, sh: 1, sw: 1, ph: 2, pw: 2, groups: 1 }],
+  ['AlexNet-mini conv1, batch 64', { N: 64, C: 1, H: 28, W: 28, F: 32, KH: 5, KW: 5, sh: 1, sw: 1, ph: 2, pw: 2, groups: 1 }],
+  ['2 channels, 64 filters, 3x3 stride 2, odd sizes', { N: 5, C: 2, H: 17, W: 13, F: 64, KH: 3, KW: 3, sh: 2, sw: 2, ph: 0, pw: 1, groups: 1 }],
+];
+
+describe('conv2d with large batches, and conv1 shapes', () => {
+  for (const [name, p] of [...shapes, ...narrow]) {
     it(`${name}: y, dx, dw and db against double precision`, async () => {
       const xs = [p.N, p.C, p.H, p.W];
       const ws = [p.F, p.C / p.groups, p.KH, p.KW];

@@ -1,7 +1,7 @@
 // The batch-in-lanes conv2d path on the CPU (conv2d_cpu_blocked.cc), used by conv2d_*_cpu when
 // conv2d_blocked_applies() says so: AVX-512 or AVX2 + FMA (the SGEMM's choice), the batch a
-// multiple of 32 images and at least 64, at least 8 channels and filters per group. Same
-// contract as conv2d.h.
+// multiple of 32 images and at least 64, at least 8 filters per group and (except for the filter
+// gradient, `filter_grad`) at least 8 channels per group. Same contract as conv2d.h.
 #pragma once
 #include "ops/conv2d.h"
 
@@ -9,7 +9,7 @@ namespace cn {
 
 // True when the blocked path handles this shape on this CPU (never depends on the thread count).
 // CN_CONV_BLOCKED=0 in the environment turns the path off (im2col everywhere).
-bool conv2d_blocked_applies(const Conv2dShape& s);
+bool conv2d_blocked_applies(const Conv2dShape& s, bool filter_grad = false);
 
 // The instruction set of the path's micro-kernels: "avx512" or "avx2", the one sgemm_kernel_name()
 // reports (CN_SGEMM_ISA caps both), or "" where the path is off (other CPUs, the SSE or portable

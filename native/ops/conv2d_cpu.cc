@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "ops/conv2d_blocked.h"
+#include "ops/conv2d_direct.h"
 #include "ops/gemm.h"
 
 namespace cn {
@@ -198,6 +199,7 @@ void over_images(ThreadPool* pool, int N, const Body& body) {
 
 void conv2d_forward_cpu(ThreadPool* pool, const Conv2dShape& s, const float* x, const float* w,
                         const float* b, float* y) {
+  if (conv2d_direct_applies(s)) return conv2d_forward_direct(pool, s, x, w, b, y);
   if (conv2d_blocked_applies(s)) return conv2d_forward_blocked(pool, s, x, w, b, y);
   const Dims d = dims_of(s);
   const int64_t ystride = int64_t(s.F) * d.P, xstride = int64_t(s.C) * d.HW;
@@ -294,7 +296,8 @@ void conv2d_backward_data_cpu(ThreadPool* pool, const Conv2dShape& s, const floa
 
 void conv2d_backward_filter_cpu(ThreadPool* pool, const Conv2dShape& s, const float* x,
                                 const float* dy, float* dw, float* db) {
-  if (conv2d_blocked_applies(s))
+  if (conv2d_direct_applies(s)) return conv2d_backward_filter_direct(pool, s, x, dy, dw, db);
+  if (conv2d_blocked_applies(s, /*filter_grad=*/true))
     return conv2d_backward_filter_blocked(pool, s, x, dy, dw, db);
   const Dims d = dims_of(s);
   const int64_t ystride = int64_t(s.F) * d.P, xstride = int64_t(s.C) * d.HW;

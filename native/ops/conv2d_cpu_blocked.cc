@@ -361,15 +361,16 @@ void with_isa(const Fn& fn) {
 
 const char* conv2d_blocked_isa() { return blocked_isa(); }
 
-bool conv2d_blocked_applies(const Conv2dShape& s) {
+bool conv2d_blocked_applies(const Conv2dShape& s, bool filter_grad) {
   if (!*blocked_isa()) return false;
   // Decided by the shape alone, never by the thread count, so that a result does not depend on
   // how many cores were free. Two blocks or more keep two cores busy.
   if (s.N < 2 * kNB || s.N % kNB != 0) return false;
   const int Cg = s.C / s.G, Fg = s.F / s.G;
-  // Narrow layers (conv1's 1 or 3 input channels) fill the 8- or 6-row tiles badly: im2col wins
-  // there.
-  if (Cg < 8 || Fg < 8) return false;
+  // Narrow layers (conv1's 1 or 3 input channels) fill the 8- or 6-row tiles of the forward and
+  // data-gradient passes badly: im2col wins there. The filter gradient's tile rows are the
+  // columns (c, kh, kw), which a 5x5 kernel fills even from one channel.
+  if (Fg < 8 || (Cg < 8 && !filter_grad)) return false;
   // Scratch per worker: one block of x, y and the packed weights must stay modest.
   const int64_t xb = int64_t(s.C) * s.H * s.W * kNB, yb = int64_t(s.F) * s.OH * s.OW * kNB;
   return xb + yb <= (int64_t(64) << 20);
@@ -612,7 +613,7 @@ void conv2d_backward_filter_blocked(ThreadPool* pool, const Conv2dShape& s, cons
 #else  // not x86: the im2col path runs everywhere else.
 
 const char* conv2d_blocked_isa() { return ""; }
-bool conv2d_blocked_applies(const Conv2dShape&) { return false; }
+bool conv2d_blocked_applies(const Conv2dShape&, bool) { return false; }
 void conv2d_forward_blocked(ThreadPool*, const Conv2dShape&, const float*, const float*,
                             const float*, float*) {}
 void conv2d_backward_data_blocked(ThreadPool*, const Conv2dShape&, const float*, const float*,

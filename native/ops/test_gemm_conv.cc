@@ -11,7 +11,8 @@
 //
 // Build from the repository root (pass --no-bench to skip the timings):
 //   g++ -O3 -std=c++17 -pthread -Inative native/core/parallel.cc native/ops/gemm_cpu.cc
-//       native/ops/conv2d_cpu.cc native/ops/conv2d_cpu_blocked.cc native/ops/test_gemm_conv.cc
+//       native/ops/conv2d_cpu.cc native/ops/conv2d_cpu_blocked.cc native/ops/conv2d_cpu_direct.cc
+//       native/ops/test_gemm_conv.cc
 //       -o /tmp/test_gemm_conv
 #include <algorithm>
 #include <chrono>
@@ -27,6 +28,7 @@
 #include "core/parallel.h"
 #include "ops/conv2d.h"
 #include "ops/conv2d_blocked.h"
+#include "ops/conv2d_direct.h"
 #include "ops/gemm.h"
 
 using namespace cn;
@@ -268,6 +270,12 @@ void test_conv(ThreadPool* pool) {
   run(pool, make_shape(64, 26, 5, 6, 14, 2, 3, 1, 2, 1, 0, 2), true);     // 13 / 7 rows per group
   run(pool, make_shape(64, 8, 6, 5, 40, 3, 3, 1, 1, 1, 1, 1), true);      // 40 filters: 32 + 16
   run(pool, make_shape(96, 8, 4, 9, 8, 1, 1, 1, 1, 0, 0, 1), false);      // 3 blocks, 1x1
+  // Narrow inputs: the filter gradient alone takes the blocked path (forward and data: im2col).
+  check(conv2d_blocked_applies(make_shape(64, 1, 28, 28, 32, 5, 5, 1, 1, 2, 2, 1), true) == blocked &&
+            !conv2d_blocked_applies(make_shape(64, 1, 28, 28, 32, 5, 5, 1, 1, 2, 2, 1)),
+        "blocked filter gradient for one input channel");
+  run(pool, make_shape(64, 1, 28, 28, 32, 5, 5, 1, 1, 2, 2, 1), true);    // AlexNet-mini conv1
+  run(pool, make_shape(64, 6, 9, 7, 16, 3, 3, 2, 1, 1, 1, 2), false);     // 3 channels per group
   for (int it = 0; it < 8; ++it) {
     int G = rand_int(1, 2);
     int C = G * rand_int(8, 13), F = G * rand_int(8, 13);
@@ -278,6 +286,40 @@ void test_conv(ThreadPool* pool) {
     int sh = rand_int(1, 4), sw = rand_int(1, 4);
     run(it % 2 ? pool : nullptr, make_shape(32 * rand_int(2, 3), C, H, W, F, KH, KW, sh, sw, ph,
                                             pw, G), it % 2);
+  }
+  // The direct path for few input channels (conv2d_cpu_direct.cc: AVX-512, one group, at most 4
+  // channels, filters a multiple of 16), on whenever the GEMM kernel is avx512.
+  {
+    const char* cap = std::getenv("CN_CONV_DIRECT");
+    const bool direct = std::string(sgemm_kernel_name()) == "avx512" && !(cap && std::string(cap) == "0");
+    std::printf("(b) direct conv path: %s\n", direct ? "on" : "off");
+    check(conv2d_direct_applies(make_shape(8, 3, 35, 35, 48, 11, 11, 4, 4, 2, 2, 1)) == direct,
+          "direct conv path taken");
+    run(pool, make_shape(3, 1, 28, 28, 32, 5, 5, 1, 1, 2, 2, 1), true);     // AlexNet-mini conv1
+    run(pool, make_shape(2, 3, 47, 51, 48, 11, 11, 4, 4, 2, 2, 1), true);   // AlexNet conv1, smaller
+    run(nullptr, make_shape(1, 3, 23, 29, 96, 11, 11, 4, 4, 2, 2, 1), false);  // 96: two chunks
+    run(pool, make_shape(5, 2, 9, 31, 64, 3, 3, 2, 2, 0, 1, 1), true);      // 64: 4 vectors
+    run(pool, make_shape(2, 4, 5, 6, 16, 7, 7, 1, 1, 3, 3, 1), false);      // kernel > input
+    for (int it = 0; it < 16; ++it) {
+      const int Fs[] = {16, 32, 48, 64, 80, 96};
+      int C = rand_int(1, 4), F = Fs[rand_int(0, 5)];
+      int KH = rand_int(1, 11), KW = rand_int(1, 11);
+      int ph = rand_int(0, 3), pw = rand_int(0, 3);
+      int H = std::max(KH - 2 * ph, 1) + rand_int(0, 30);
+      int W = std::max(KW - 2 * pw, 1) + rand_int(0, 30);
+      const int strides[] = {1, 2, 4};
+      int sh = rand_int(1, 4), sw = strides[rand_int(0, 2)];
+      run(it % 3 ? pool : nullptr, make_shape(rand_int(1, 9), C, H, W, F, KH, KW, sh, sw, ph, pw, 1),
+          it % 2);
+    }
+    // The same bits with the pool and without it (forward and filter gradient).
+    const Conv2dShape s = make_shape(6, 3, 39, 37, 48, 11, 11, 4, 4, 2, 2, 1);
+    ConvBufs A = make_bufs(s), B = make_bufs(s);
+    conv2d_forward_cpu(pool, s, A.x.data(), A.w.data(), A.b.data(), A.y.data());
+    conv2d_forward_cpu(nullptr, s, A.x.data(), A.w.data(), A.b.data(), B.y.data());
+    conv2d_backward_filter_cpu(pool, s, A.x.data(), A.dy.data(), A.dw.data(), A.db.data());
+    conv2d_backward_filter_cpu(nullptr, s, A.x.data(), A.dy.data(), B.dw.data(), B.db.data());
+    check(A.y == B.y && A.dw == B.dw && A.db == B.db, "direct conv: same bits with 1 and 2 threads");
   }
   // Random shapes.
   for (int it = 0; it < 60; ++it) {

@@ -1,0 +1,388 @@
+// conv2d on the CPU for layers with few input channels (conv1), filters in the vector lanes
+// (AVX-512): no im2col. See conv2d_direct.h for when it runs and conv2d.h for the contract.
+//
+// conv1 reduces over only Cg*KH*KW = 25 (AlexNet-mini) or 363 (AlexNet) terms per output, from
+// 1 or 3 channels, so an im2col GEMM spends much of its time writing, packing and re-reading
+// columns. Here the filters sit in the lanes instead: 16 filters per zmm vector, and every input
+// value is broadcast once per register tile.
+//
+// Layouts, per image: xp = x zero-padded to [C][H+2ph][W+2pw] (plus slack at the end, so a tile
+// may read past the last output column), so the kernels never test bounds. Weights are repacked
+// once per call as wt[(c, kh, kw)][F] (filters contiguous).
+//
+// Forward: a register tile is R output pixels of one output row x NV*16 filters (NV vectors):
+//   acc[r][v] += xp[c][oh*sh + kh][(ow0 + r)*sw + kw] * wt[(c, kh, kw)][f0 + 16v ..]
+// over c, kh, kw in order: per step NV vector loads of weights, R broadcasts, R*NV FMAs. The tile
+// is then written to y's rows (transposed, bias added). Work is split over (image, output row);
+// every output element is one tile's sum in a fixed order.
+//
+// Backward filter: dw[f][j], j = (c, kh, kw), is a sum over images n and positions p. A register
+// tile is NJ columns j x NV*16 filters; per position it loads NV vectors of dyt (dy of the image
+// transposed to [p][F]) and broadcasts the NJ input values xp[pixel(p) + offset(j)], one offset
+// per column. Each tile sums a chunk of output rows from zero and adds that into its running
+// total, which keeps the rounding of a reduction over up to N*OH*OW terms near a blocked GEMM's.
+// Images are taken in groups (padded x and dyt of a group are prepared in parallel, then every
+// tile runs over the group); tiles are split among workers, and each tile visits the images and
+// rows in order, so the result does not depend on the number of threads. db is summed per
+// filter, images and positions in order.
+//
+// Tile sizes (accumulators + loads within the 32 zmm registers) are picked per shape from a few
+// instantiations by a small cost model; the sums do not depend on the choice.
+#include "ops/conv2d_direct.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "ops/gemm.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define CN_DIRECT_X86 1
+#else
+#define CN_DIRECT_X86 0
+#endif
+
+namespace cn {
+
+#if CN_DIRECT_X86
+namespace {
+
+constexpr int kV = 16;                          // floats per zmm vector
+constexpr int64_t kGroupFloats = int64_t(4) << 20;  // padded x + dyt per image group (16 MiB)
+constexpr int64_t kChunkPositions = 256;        // bwd-filter: positions summed from zero
+
+// 64-byte-aligned growable scratch, one per thread and role.
+struct Buf {
+  std::vector<float> v;
+  float* get(size_t n) {
+    if (v.size() < n + 16) v.resize(n + 16);
+    uintptr_t p = reinterpret_cast<uintptr_t>(v.data());
+    return reinterpret_cast<float*>((p + 63) & ~uintptr_t(63));
+  }
+};
+
+// A zero-padded image: C planes of hp x wp, then `tail` floats of zeros.
+struct Padded {
+  int hp, wp;
+  int64_t plane, floats;
+};
+
+Padded padded_of(const Conv2dShape& s, int64_t tail) {
+  Padded g;
+  g.hp = s.H + 2 * s.ph;
+  g.wp = s.W + 2 * s.pw;
+  g.plane = int64_t(g.hp) * g.wp;
+  g.floats = (s.C * g.plane + tail + 15) / 16 * 16;
+  return g;
+}
+
+void pad_into(const Conv2dShape& s, const Padded& g, const float* x, float* dst) {
+  for (int c = 0; c < s.C; ++c) {
+    float* plane = dst + c * g.plane;
+    std::fill(plane, plane + int64_t(s.ph) * g.wp, 0.0f);
+    for (int h = 0; h < s.H; ++h) {
+      float* row = plane + int64_t(h + s.ph) * g.wp;
+      std::fill(row, row + s.pw, 0.0f);
+      std::memcpy(row + s.pw, x + (int64_t(c) * s.H + h) * s.W, sizeof(float) * s.W);
+      std::fill(row + s.pw + s.W, row + g.wp, 0.0f);
+    }
+    std::fill(plane + int64_t(s.ph + s.H) * g.wp, plane + g.plane, 0.0f);
+  }
+  std::fill(dst + s.C * g.plane, dst + g.floats, 0.0f);
+}
+
+// ---- forward ------------------------------------------------------------------------------
+
+// out[r][v*16 + l] = sum over c < C, kh < KH, kw < KW of
+//   xo[c*plane + kh*wp + r*S + kw] * wt[((c*KH + kh)*KW + kw)*F + 16v + l]
+// xo points at the tile's first input pixel (row oh*sh, column ow0*S); wt at the chunk's filters.
+template <int NV, int R, int S>
+__attribute__((target("avx512f"))) void fwd_tile(const float* xo, int C, int KH, int KW,
+                                                   int64_t plane, int wp, const float* wt,
+                                                   int64_t F, float* out) {
+  __m512 acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  for (int c = 0; c < C; ++c)
+    for (int kh = 0; kh < KH; ++kh) {
+      const float* xr = xo + c * plane + int64_t(kh) * wp;
+      const float* wr = wt + int64_t((c * KH + kh) * KW) * F;
+      for (int kw = 0; kw < KW; ++kw, wr += F) {
+        __m512 wv[NV];
+        for (int v = 0; v < NV; ++v) wv[v] = _mm512_load_ps(wr + kV * v);
+        for (int r = 0; r < R; ++r) {
+          const __m512 a = _mm512_set1_ps(xr[r * S + kw]);
+          for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(a, wv[v], acc[r][v]);
+        }
+      }
+    }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) _mm512_store_ps(out + (r * NV + v) * kV, acc[r][v]);
+}
+
+using FwdTile = void (*)(const float*, int, int, int, int64_t, int, const float*, int64_t, float*);
+
+struct FwdChoice {
+  int nv, r;
+  FwdTile fn;
+};
+
+template <int S>
+void fwd_options(std::vector<FwdChoice>& o) {
+  o.push_back({1, 24, fwd_tile<1, 24, S>});
+  o.push_back({1, 16, fwd_tile<1, 16, S>});
+  o.push_back({2, 12, fwd_tile<2, 12, S>});
+  o.push_back({2, 14, fwd_tile<2, 14, S>});
+  o.push_back({3, 8, fwd_tile<3, 8, S>});
+  o.push_back({4, 6, fwd_tile<4, 6, S>});
+  o.push_back({4, 5, fwd_tile<4, 5, S>});
+}
+
+// The tile with the least estimated time per output row: per step R*NV FMAs plus about half a
+// cycle per load, over the tiles that cover OW (padding columns computed and dropped).
+FwdChoice pick_fwd(int sw, int FV, int OW) {
+  std::vector<FwdChoice> o;
+  if (sw == 1) fwd_options<1>(o);
+  if (sw == 2) fwd_options<2>(o);
+  if (sw == 4) fwd_options<4>(o);
+  FwdChoice best{0, 0, nullptr};
+  double best_cost = 0;
+  for (const FwdChoice& c : o) {
+    if (FV % c.nv != 0) continue;
+    const double tiles = double(FV / c.nv) * ((OW + c.r - 1) / c.r);
+    const double cost = tiles * (c.r * c.nv + 0.5 * (c.r + c.nv));
+    if (!best.fn || cost < best_cost) best = c, best_cost = cost;
+  }
+  return best;
+}
+
+// ---- backward filter ----------------------------------------------------------------------
+
+// acc[j][v*16 + l] = sum over rows i < nrows, positions ow < OW of
+//   xrow[i*xstep + ow*S + xoff[j]] * dyt[i*OW*F + ow*F + 16v + l]
+// then out (= acc, or out + acc when add). xrow points at the first row's pixel (oh*sh, 0).
+template <int NV, int NJ, int S>
+__attribute__((target("avx512f"))) void filter_tile(const float* xrow, int64_t xstep,
+                                                      const int64_t* xoff, const float* dyt,
+                                                      int64_t F, int OW, int nrows, float* out,
+                                                      bool add) {
+  __m512 acc[NJ][NV];
+  for (int j = 0; j < NJ; ++j)
+    for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_setzero_ps();
+  for (int i = 0; i < nrows; ++i) {
+    const float* xb = xrow + i * xstep;
+    const float* d = dyt + int64_t(i) * OW * F;
+    for (int ow = 0; ow < OW; ++ow, xb += S, d += F) {
+      __m512 dv[NV];
+      for (int v = 0; v < NV; ++v) dv[v] = _mm512_load_ps(d + kV * v);
+      for (int j = 0; j < NJ; ++j) {
+        const __m512 a = _mm512_set1_ps(xb[xoff[j]]);
+        for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_fmadd_ps(a, dv[v], acc[j][v]);
+      }
+    }
+  }
+  for (int j = 0; j < NJ; ++j)
+    for (int v = 0; v < NV; ++v) {
+      float* o = out + (j * NV + v) * kV;
+      _mm512_store_ps(o, add ? _mm512_add_ps(_mm512_load_ps(o), acc[j][v]) : acc[j][v]);
+    }
+}
+
+using FilterTile = void (*)(const float*, int64_t, const int64_t*, const float*, int64_t, int, int,
+                            float*, bool);
+
+struct FilterChoice {
+  int nv, nj;
+  FilterTile fn;
+};
+
+template <int S>
+void filter_options(std::vector<FilterChoice>& o) {
+  o.push_back({1, 24, filter_tile<1, 24, S>});
+  o.push_back({2, 12, filter_tile<2, 12, S>});
+  o.push_back({2, 13, filter_tile<2, 13, S>});
+  o.push_back({3, 8, filter_tile<3, 8, S>});
+  o.push_back({4, 6, filter_tile<4, 6, S>});
+}
+
+// Least estimated time with `workers` splitting the tiles (the sums do not depend on the choice).
+FilterChoice pick_filter(int sw, int FV, int64_t Kc, int workers) {
+  std::vector<FilterChoice> o;
+  if (sw == 1) filter_options<1>(o);
+  if (sw == 2) filter_options<2>(o);
+  if (sw == 4) filter_options<4>(o);
+  FilterChoice best{0, 0, nullptr};
+  double best_cost = 0;
+  for (const FilterChoice& c : o) {
+    if (FV % c.nv != 0) continue;
+    const int64_t tiles = (FV / c.nv) * ((Kc + c.nj - 1) / c.nj);
+    const double rounds = double((tiles + workers - 1) / workers);
+    const double cost = rounds * (c.nj * c.nv + 0.5 * (c.nj + c.nv));
+    if (!best.fn || cost < best_cost) best = c, best_cost = cost;
+  }
+  return best;
+}
+
+bool want_direct() {
+  static const bool on = [] {
+    const char* e = std::getenv("CN_CONV_DIRECT");
+    if (e && std::strcmp(e, "0") == 0) return false;
+    return std::strcmp(sgemm_kernel_name(), "avx512") == 0;
+  }();
+  return on;
+}
+
+}  // namespace
+
+bool conv2d_direct_applies(const Conv2dShape& s) {
+  if (!want_direct()) return false;
+  if (s.G != 1 || s.C > 4 || s.F % kV != 0 || s.F > 1024) return false;
+  if (s.sw != 1 && s.sw != 2 && s.sw != 4) return false;
+  if (s.N < 1 || s.OH < 1 || s.OW < 1) return false;
+  const int64_t padded = int64_t(s.C) * (s.H + 2 * s.ph) * (s.W + 2 * s.pw);
+  const int64_t kc = int64_t(s.C) * s.KH * s.KW;
+  if (padded > (int64_t(8) << 20) || kc > 4096) return false;
+  // With a short reduction (AlexNet-mini's 25 terms) writing each tile out costs about as much
+  // as computing it: at 32 images or more, im2col's batched GEMM (forward) and the batch-in-lanes
+  // filter gradient are faster; below, this path is.
+  return kc >= 64 || s.N < 32;
+}
+
+void conv2d_forward_direct(ThreadPool* pool, const Conv2dShape& s, const float* x,
+                           const float* w, const float* b, float* y) {
+  const int64_t F = s.F, Kc = int64_t(s.C) * s.KH * s.KW, P = int64_t(s.OH) * s.OW;
+  const FwdChoice tile = pick_fwd(s.sw, s.F / kV, s.OW);
+  const int chunk = tile.nv * kV, R = tile.r;
+  const Padded g = padded_of(s, int64_t(R) * s.sw + s.KW + kV);
+  // Weights as [(c, kh, kw)][F]: the queue thread's scratch, read by every worker.
+  static thread_local Buf wt_buf;
+  float* wt = wt_buf.get(Kc * F);
+  for (int64_t f = 0; f < F; ++f)
+    for (int64_t j = 0; j < Kc; ++j) wt[j * F + f] = w[f * Kc + j];
+  const int64_t xstride = int64_t(s.C) * s.H * s.W;
+  parallel_for(pool, int64_t(s.N) * s.OH, [&](int64_t u0, int64_t u1, int) {
+    static thread_local Buf pad_buf, tile_buf;  // this worker's own
+    float* xp = pad_buf.get(g.floats);
+    float* out = tile_buf.get(int64_t(R) * chunk);
+    int64_t padded_n = -1;
+    for (int64_t u = u0; u < u1; ++u) {
+      const int64_t n = u / s.OH;
+      const int oh = int(u % s.OH);
+      if (n != padded_n) {
+        pad_into(s, g, x + n * xstride, xp);
+        padded_n = n;
+      }
+      const float* xrow = xp + int64_t(oh) * s.sh * g.wp;
+      float* yrow = y + n * F * P + int64_t(oh) * s.OW;
+      for (int64_t f0 = 0; f0 < F; f0 += chunk)
+        for (int ow0 = 0; ow0 < s.OW; ow0 += R) {
+          tile.fn(xrow + int64_t(ow0) * s.sw, s.C, s.KH, s.KW, g.plane, g.wp, wt + f0, F, out);
+          const int cnt = std::min(R, s.OW - ow0);
+          for (int fi = 0; fi < chunk; ++fi) {
+            const float bias = b ? b[f0 + fi] : 0.0f;
+            float* yr = yrow + (f0 + fi) * P + ow0;
+            for (int r = 0; r < cnt; ++r) yr[r] = out[r * chunk + fi] + bias;
+          }
+        }
+    }
+  });
+}
+
+void conv2d_backward_filter_direct(ThreadPool* pool, const Conv2dShape& s, const float* x,
+                                   const float* dy, float* dw, float* db) {
+  const int64_t F = s.F, Kc = int64_t(s.C) * s.KH * s.KW, P = int64_t(s.OH) * s.OW;
+  const int FV = s.F / kV;
+  const FilterChoice tile = pick_filter(s.sw, FV, Kc, pool_size(pool));
+  const int chunk = tile.nv * kV, NJ = tile.nj;
+  const int64_t col_tiles = (Kc + NJ - 1) / NJ, f_chunks = FV / tile.nv;
+  const int64_t tiles = col_tiles * f_chunks;
+  const Padded g = padded_of(s, int64_t(s.OW) * s.sw + kV);
+  const int64_t per_image = g.floats + P * F;
+  const int64_t group = std::max<int64_t>(1, std::min<int64_t>(s.N, kGroupFloats / per_image));
+  const int rows_per_chunk = int(std::max<int64_t>(1, kChunkPositions / s.OW));
+  // The queue thread's scratch, shared by the workers: column offsets (padding columns read
+  // column 0 and are dropped), the group's padded images and transposed dy, and the running
+  // totals of every tile, [tile][NJ][chunk].
+  static thread_local Buf off_buf, group_buf, acc_buf;
+  int64_t* xoff = reinterpret_cast<int64_t*>(off_buf.get(2 * col_tiles * NJ));
+  for (int64_t j = 0; j < col_tiles * NJ; ++j) {
+    const int64_t jj = j < Kc ? j : 0;
+    const int64_t c = jj / (s.KH * s.KW), kh = jj / s.KW % s.KH, kw = jj % s.KW;
+    xoff[j] = c * g.plane + kh * g.wp + kw;
+  }
+  float* gbuf = group_buf.get(group * per_image);
+  float* acc = acc_buf.get(tiles * NJ * chunk);
+  const int64_t xstride = int64_t(s.C) * s.H * s.W;
+  for (int64_t n0 = 0; n0 < s.N; n0 += group) {
+    const int64_t cnt = std::min<int64_t>(group, s.N - n0);
+    // Prepare: pad x, and transpose dy [F][P] -> dyt [P][F] in 16 x 16 blocks.
+    parallel_for(pool, cnt, [&](int64_t i0, int64_t i1, int) {
+      for (int64_t i = i0; i < i1; ++i) {
+        float* xp = gbuf + i * per_image;
+        pad_into(s, g, x + (n0 + i) * xstride, xp);
+        float* dyt = xp + g.floats;
+        const float* src = dy + (n0 + i) * F * P;
+        for (int64_t p0 = 0; p0 < P; p0 += kV)
+          for (int64_t f = 0; f < F; ++f) {
+            const int64_t p1 = std::min(P, p0 + kV);
+            for (int64_t p = p0; p < p1; ++p) dyt[p * F + f] = src[f * P + p];
+          }
+      }
+    });
+    // Every tile over the group's images and rows, in order.
+    parallel_for(pool, tiles, [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t ct = t % col_tiles, fc = t / col_tiles;
+        float* out = acc + t * NJ * chunk;
+        for (int64_t i = 0; i < cnt; ++i) {
+          const float* xp = gbuf + i * per_image;
+          const float* dyt = xp + g.floats + fc * chunk;
+          for (int oh = 0; oh < s.OH; oh += rows_per_chunk) {
+            const int nrows = std::min(rows_per_chunk, s.OH - oh);
+            const bool add = !(n0 == 0 && i == 0 && oh == 0);
+            tile.fn(xp + int64_t(oh) * s.sh * g.wp, int64_t(s.sh) * g.wp, xoff + ct * NJ,
+                    dyt + int64_t(oh) * s.OW * F, F, s.OW, nrows, out, add);
+          }
+        }
+      }
+    });
+  }
+  // dw[f][j] from the tiles' [NJ][chunk] totals.
+  for (int64_t t = 0; t < tiles; ++t) {
+    const int64_t ct = t % col_tiles, fc = t / col_tiles;
+    const float* out = acc + t * NJ * chunk;
+    for (int jl = 0; jl < NJ; ++jl) {
+      const int64_t j = ct * NJ + jl;
+      if (j >= Kc) break;
+      for (int fi = 0; fi < chunk; ++fi) dw[(fc * chunk + fi) * Kc + j] = out[jl * chunk + fi];
+    }
+  }
+  if (db) {
+    parallel_for(pool, F, [&](int64_t f0, int64_t f1, int) {
+      for (int64_t f = f0; f < f1; ++f) {
+        float sum = 0.0f;
+        for (int64_t n = 0; n < s.N; ++n) {
+          const float* r = dy + (n * F + f) * P;
+          float part = 0.0f;
+          for (int64_t p = 0; p < P; ++p) part += r[p];
+          sum += part;
+        }
+        db[f] = sum;
+      }
+    });
+  }
+}
+
+#else  // no x86: the path never applies
+
+bool conv2d_direct_applies(const Conv2dShape&) { return false; }
+void conv2d_forward_direct(ThreadPool*, const Conv2dShape&, const float*, const float*,
+                           const float*, float*) {}
+void conv2d_backward_filter_direct(ThreadPool*, const Conv2dShape&, const float*, const float*,
+                                   float*, float*) {}
+
+#endif
+
+}  // namespace cn
