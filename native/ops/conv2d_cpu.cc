@@ -296,7 +296,8 @@ void conv2d_backward_data_cpu(ThreadPool* pool, const Conv2dShape& s, const floa
 
 void conv2d_backward_filter_cpu(ThreadPool* pool, const Conv2dShape& s, const float* x,
                                 const float* dy, float* dw, float* db) {
-  if (conv2d_direct_applies(s)) return conv2d_backward_filter_direct(pool, s, x, dy, dw, db);
+  if (conv2d_direct_applies(s, /*filter_grad=*/true))
+    return conv2d_backward_filter_direct(pool, s, x, dy, dw, db);
   if (conv2d_blocked_applies(s, /*filter_grad=*/true))
     return conv2d_backward_filter_blocked(pool, s, x, dy, dw, db);
   const Dims d = dims_of(s);

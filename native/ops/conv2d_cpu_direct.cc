@@ -12,18 +12,20 @@
 //
 // Forward: a register tile is R output pixels of one output row x NV*16 filters (NV vectors):
 //   acc[r][v] += xp[c][oh*sh + kh][(ow0 + r)*sw + kw] * wt[(c, kh, kw)][f0 + 16v ..]
-// over c, kh, kw in order: per step NV vector loads of weights, R broadcasts, R*NV FMAs. The tile
-// is then written to y's rows (transposed, bias added). Work is split over (image, output row);
-// every output element is one tile's sum in a fixed order.
+// over c, kh, kw of the filters' group in order: per step NV vector loads of weights, R
+// broadcasts, R*NV FMAs. The tile is then written to y's rows (transposed, bias added). Images
+// are padded in groups; work is split over (chunk of filters, image), chunk-major, so a worker
+// keeps one chunk's weights in cache. Every output element is one tile's sum in a fixed order.
 //
 // Backward filter: dw[f][j], j = (c, kh, kw), is a sum over images n and positions p. A register
 // tile is NJ columns j x NV*16 filters; per position it loads NV vectors of dyt (dy of the image
 // transposed to [p][F]) and broadcasts the NJ input values xp[pixel(p) + offset(j)], one offset
 // per column. Each tile sums a chunk of output rows from zero and adds that into its running
 // total, which keeps the rounding of a reduction over up to N*OH*OW terms near a blocked GEMM's.
-// Images are taken in groups (padded x and dyt of a group are prepared in parallel, then every
-// tile runs over the group); tiles are split among workers, and each tile visits the images and
-// rows in order, so the result does not depend on the number of threads. db is summed per
+// Images are taken in groups (padded x and dyt of a group are prepared in parallel, then the
+// tiles run over the group); tiles are split among workers, each worker runs a chunk of rows
+// through all of its tiles while the chunk is in cache, and each tile visits the images and rows
+// in order, so the result does not depend on the number of threads. db is summed per
 // filter, images and positions in order.
 //
 // Tile sizes (accumulators + loads within the 32 zmm registers) are picked per shape from a few
@@ -91,6 +93,49 @@ void pad_into(const Conv2dShape& s, const Padded& g, const float* x, float* dst)
     std::fill(plane + int64_t(s.ph + s.H) * g.wp, plane + g.plane, 0.0f);
   }
   std::fill(dst + s.C * g.plane, dst + g.floats, 0.0f);
+}
+
+// dst[j * ldd + i] = src[i * lds + j] for i, j < 16: a 16 x 16 block transposed in registers.
+// (GCC 12 warns about the undefined pass-through operand inside these intrinsics.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+__attribute__((target("avx512f"))) void transpose16(const float* src, int64_t lds, float* dst,
+                                                      int64_t ldd) {
+  __m512 r[16], t[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
+  for (int i = 0; i < 16; i += 2) {  // pairs of rows interleaved
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // then pairs of pairs, within 128-bit lanes
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int i = 0; i < 4; ++i) {  // then the 128-bit lanes, in two rounds
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+  }
+  for (int i = 0; i < 8; ++i) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+  }
+  for (int i = 0; i < 16; ++i) _mm512_storeu_ps(dst + i * ldd, r[i]);
+}
+#pragma GCC diagnostic pop
+
+// dy of one image [F][P] -> dyt [P][F] (F a multiple of 16).
+void transpose_dy(const float* src, int64_t F, int64_t P, float* dst) {
+  const int64_t full = P / kV * kV;
+  for (int64_t f0 = 0; f0 < F; f0 += kV) {
+    for (int64_t p0 = 0; p0 < full; p0 += kV) transpose16(src + f0 * P + p0, P, dst + p0 * F + f0, F);
+    for (int64_t p = full; p < P; ++p)
+      for (int64_t f = f0; f < f0 + kV; ++f) dst[p * F + f] = src[f * P + p];
+  }
 }
 
 // ---- forward ------------------------------------------------------------------------------
@@ -236,13 +281,15 @@ bool want_direct() {
 
 }  // namespace
 
-bool conv2d_direct_applies(const Conv2dShape& s) {
+bool conv2d_direct_applies(const Conv2dShape& s, bool filter_grad) {
   if (!want_direct()) return false;
-  if (s.G != 1 || s.C > 4 || s.F % kV != 0 || s.F > 1024) return false;
+  // The forward pass takes groups of at most 4 channels; the filter gradient one group.
+  if (filter_grad && s.G != 1) return false;
+  if (s.C / s.G > 4 || (s.F / s.G) % kV != 0 || s.F > 1024) return false;
   if (s.sw != 1 && s.sw != 2 && s.sw != 4) return false;
   if (s.N < 1 || s.OH < 1 || s.OW < 1) return false;
   const int64_t padded = int64_t(s.C) * (s.H + 2 * s.ph) * (s.W + 2 * s.pw);
-  const int64_t kc = int64_t(s.C) * s.KH * s.KW;
+  const int64_t kc = int64_t(s.C / s.G) * s.KH * s.KW;
   if (padded > (int64_t(8) << 20) || kc > 4096) return false;
   // With a short reduction (AlexNet-mini's 25 terms) writing each tile out costs about as much
   // as computing it: at 32 images or more, im2col's batched GEMM (forward) and the batch-in-lanes
@@ -252,42 +299,55 @@ bool conv2d_direct_applies(const Conv2dShape& s) {
 
 void conv2d_forward_direct(ThreadPool* pool, const Conv2dShape& s, const float* x,
                            const float* w, const float* b, float* y) {
-  const int64_t F = s.F, Kc = int64_t(s.C) * s.KH * s.KW, P = int64_t(s.OH) * s.OW;
-  const FwdChoice tile = pick_fwd(s.sw, s.F / kV, s.OW);
+  const int G = s.G, Cg = s.C / G, Fg = s.F / G;
+  const int64_t F = s.F, Kc = int64_t(Cg) * s.KH * s.KW, P = int64_t(s.OH) * s.OW;
+  const FwdChoice tile = pick_fwd(s.sw, Fg / kV, s.OW);
   const int chunk = tile.nv * kV, R = tile.r;
+  const int64_t f_chunks = int64_t(G) * (Fg / chunk);
   const Padded g = padded_of(s, int64_t(R) * s.sw + s.KW + kV);
-  // Weights as [(c, kh, kw)][F]: the queue thread's scratch, read by every worker.
-  static thread_local Buf wt_buf;
+  const int64_t group = std::max<int64_t>(1, std::min<int64_t>(s.N, kGroupFloats / g.floats));
+  // The queue thread's scratch, read by every worker: weights as [group][(c, kh, kw)][Fg], and
+  // the padded images of a group of images.
+  static thread_local Buf wt_buf, x_buf;
   float* wt = wt_buf.get(Kc * F);
-  for (int64_t f = 0; f < F; ++f)
-    for (int64_t j = 0; j < Kc; ++j) wt[j * F + f] = w[f * Kc + j];
+  for (int64_t f = 0; f < F; ++f) {
+    float* wg = wt + (f / Fg) * Kc * Fg;
+    for (int64_t j = 0; j < Kc; ++j) wg[j * Fg + f % Fg] = w[f * Kc + j];
+  }
+  float* xg = x_buf.get(group * g.floats);
   const int64_t xstride = int64_t(s.C) * s.H * s.W;
-  parallel_for(pool, int64_t(s.N) * s.OH, [&](int64_t u0, int64_t u1, int) {
-    static thread_local Buf pad_buf, tile_buf;  // this worker's own
-    float* xp = pad_buf.get(g.floats);
-    float* out = tile_buf.get(int64_t(R) * chunk);
-    int64_t padded_n = -1;
-    for (int64_t u = u0; u < u1; ++u) {
-      const int64_t n = u / s.OH;
-      const int oh = int(u % s.OH);
-      if (n != padded_n) {
-        pad_into(s, g, x + n * xstride, xp);
-        padded_n = n;
-      }
-      const float* xrow = xp + int64_t(oh) * s.sh * g.wp;
-      float* yrow = y + n * F * P + int64_t(oh) * s.OW;
-      for (int64_t f0 = 0; f0 < F; f0 += chunk)
-        for (int ow0 = 0; ow0 < s.OW; ow0 += R) {
-          tile.fn(xrow + int64_t(ow0) * s.sw, s.C, s.KH, s.KW, g.plane, g.wp, wt + f0, F, out);
-          const int cnt = std::min(R, s.OW - ow0);
-          for (int fi = 0; fi < chunk; ++fi) {
-            const float bias = b ? b[f0 + fi] : 0.0f;
-            float* yr = yrow + (f0 + fi) * P + ow0;
-            for (int r = 0; r < cnt; ++r) yr[r] = out[r * chunk + fi] + bias;
+  for (int64_t n0 = 0; n0 < s.N; n0 += group) {
+    const int64_t cnt = std::min<int64_t>(group, s.N - n0);
+    parallel_for(pool, cnt, [&](int64_t i0, int64_t i1, int) {
+      for (int64_t i = i0; i < i1; ++i) pad_into(s, g, x + (n0 + i) * xstride, xg + i * g.floats);
+    });
+    // Units (chunk of filters, image), filter-chunk major: a worker's units share the chunk's
+    // weights, which stay in cache across its images.
+    parallel_for(pool, f_chunks * cnt, [&](int64_t u0, int64_t u1, int) {
+      static thread_local Buf tile_buf;  // this worker's own
+      float* out = tile_buf.get(int64_t(R) * chunk);
+      for (int64_t u = u0; u < u1; ++u) {
+        const int64_t fc = u / cnt, i = u % cnt;
+        const int64_t grp = fc / (Fg / chunk), f0 = fc % (Fg / chunk) * chunk;  // within group
+        const float* xi = xg + i * g.floats + grp * Cg * g.plane;
+        const float* wc = wt + grp * Kc * Fg + f0;
+        const int64_t fbase = grp * Fg + f0;  // first filter of the chunk
+        float* yn = y + (n0 + i) * F * P;
+        for (int oh = 0; oh < s.OH; ++oh) {
+          const float* xrow = xi + int64_t(oh) * s.sh * g.wp;
+          for (int ow0 = 0; ow0 < s.OW; ow0 += R) {
+            tile.fn(xrow + int64_t(ow0) * s.sw, Cg, s.KH, s.KW, g.plane, g.wp, wc, Fg, out);
+            const int m = std::min(R, s.OW - ow0);
+            for (int fi = 0; fi < chunk; ++fi) {
+              const float bias = b ? b[fbase + fi] : 0.0f;
+              float* yr = yn + (fbase + fi) * P + int64_t(oh) * s.OW + ow0;
+              for (int r = 0; r < m; ++r) yr[r] = out[r * chunk + fi] + bias;
+            }
           }
         }
-    }
-  });
+      }
+    });
+  }
 }
 
 void conv2d_backward_filter_direct(ThreadPool* pool, const Conv2dShape& s, const float* x,
@@ -322,28 +382,23 @@ void conv2d_backward_filter_direct(ThreadPool* pool, const Conv2dShape& s, const
       for (int64_t i = i0; i < i1; ++i) {
         float* xp = gbuf + i * per_image;
         pad_into(s, g, x + (n0 + i) * xstride, xp);
-        float* dyt = xp + g.floats;
-        const float* src = dy + (n0 + i) * F * P;
-        for (int64_t p0 = 0; p0 < P; p0 += kV)
-          for (int64_t f = 0; f < F; ++f) {
-            const int64_t p1 = std::min(P, p0 + kV);
-            for (int64_t p = p0; p < p1; ++p) dyt[p * F + f] = src[f * P + p];
-          }
+        transpose_dy(dy + (n0 + i) * F * P, F, P, xp + g.floats);
       }
     });
-    // Every tile over the group's images and rows, in order.
+    // Each worker takes its own tiles through the group's images and rows, in order; a chunk of
+    // rows is read by all of the worker's tiles while it is in cache.
     parallel_for(pool, tiles, [&](int64_t t0, int64_t t1, int) {
-      for (int64_t t = t0; t < t1; ++t) {
-        const int64_t ct = t % col_tiles, fc = t / col_tiles;
-        float* out = acc + t * NJ * chunk;
-        for (int64_t i = 0; i < cnt; ++i) {
-          const float* xp = gbuf + i * per_image;
-          const float* dyt = xp + g.floats + fc * chunk;
-          for (int oh = 0; oh < s.OH; oh += rows_per_chunk) {
-            const int nrows = std::min(rows_per_chunk, s.OH - oh);
-            const bool add = !(n0 == 0 && i == 0 && oh == 0);
-            tile.fn(xp + int64_t(oh) * s.sh * g.wp, int64_t(s.sh) * g.wp, xoff + ct * NJ,
-                    dyt + int64_t(oh) * s.OW * F, F, s.OW, nrows, out, add);
+      for (int64_t i = 0; i < cnt; ++i) {
+        const float* xp = gbuf + i * per_image;
+        for (int oh = 0; oh < s.OH; oh += rows_per_chunk) {
+          const int nrows = std::min(rows_per_chunk, s.OH - oh);
+          const bool add = !(n0 == 0 && i == 0 && oh == 0);
+          const float* xrow = xp + int64_t(oh) * s.sh * g.wp;
+          const float* dyt = xp + g.floats + int64_t(oh) * s.OW * F;
+          for (int64_t t = t0; t < t1; ++t) {
+            const int64_t ct = t % col_tiles, fc = t / col_tiles;
+            tile.fn(xrow, int64_t(s.sh) * g.wp, xoff + ct * NJ, dyt + fc * chunk, F, s.OW, nrows,
+                    acc + t * NJ * chunk, add);
           }
         }
       }
@@ -377,7 +432,7 @@ void conv2d_backward_filter_direct(ThreadPool* pool, const Conv2dShape& s, const
 
 #else  // no x86: the path never applies
 
-bool conv2d_direct_applies(const Conv2dShape&) { return false; }
+bool conv2d_direct_applies(const Conv2dShape&, bool) { return false; }
 void conv2d_forward_direct(ThreadPool*, const Conv2dShape&, const float*, const float*,
                            const float*, float*) {}
 void conv2d_backward_filter_direct(ThreadPool*, const Conv2dShape&, const float*, const float*,
