@@ -64,6 +64,33 @@ export interface KernelRow extends TrialResult {
   error: number | null;
   correct: boolean;
   check: string;
+  /** With --rounds: this row's median in every round, in order (the row is its best round). */
+  roundMedians?: number[];
+}
+
+/**
+ * Merges the rows of several rounds: per (trial, driver), the row of the round with the lowest
+ * median, with every round's median kept in `roundMedians`; a row is correct only if it was
+ * correct in every round, and its error is the largest seen. Rows keep the first round's order.
+ */
+export function bestOfRounds(rounds: KernelRow[][]): KernelRow[] {
+  if (rounds.length === 1) return rounds[0];
+  const key = (r: KernelRow) => `${r.trial}\u0000${r.driver}`;
+  const all = new Map<string, KernelRow[]>();
+  for (const round of rounds) for (const r of round) all.set(key(r), [...(all.get(key(r)) ?? []), r]);
+  const out: KernelRow[] = [];
+  for (const [, rs] of all) {
+    const best = rs.reduce((a, b) => (b.ms.median < a.ms.median ? b : a));
+    const errors = rs.map((r) => r.error).filter((e): e is number => e !== null);
+    out.push({
+      ...best,
+      roundMedians: rs.map((r) => r.ms.median),
+      correct: rs.every((r) => r.correct),
+      error: errors.length ? Math.max(...errors) : best.error,
+      check: rs.every((r) => r.correct) ? best.check : (rs.find((r) => !r.correct) ?? best).check,
+    });
+  }
+  return out;
 }
 
 interface Inputs {
@@ -501,7 +528,8 @@ function report(ctx: RunContext, rows: KernelRow[], drivers: DriverName[], summa
   }
   log('');
   log(`${ctx.opts.model}, batch ${ctx.opts.batch}${ctx.opts.model === 'alexnet-mini' ? `, width ${ctx.opts.width}` : ''} on ${ctx.device}: ` +
-    `median ms of ${ctx.opts.iters} after ${ctx.opts.warmup} warm-up, cache flushed before each; ` +
+    `median ms of ${ctx.opts.iters} after ${ctx.opts.warmup} warm-up, cache flushed before each` +
+    `${(ctx.opts.rounds ?? 1) > 1 ? ` (the best of ${ctx.opts.rounds} rounds' medians)` : ''}; ` +
     `TF/s for convolutions and linear layers, GB/s (of the least traffic) for the others; %peak of ` +
     `${ctx.peak ? 'the peak of the math used' : '(no peak known)'} or of the measured copy bandwidth; ` +
     `err = ||theirs - ours|| / ||ours||; "vs X" = X's time / ours (above 1: ours faster)`);
@@ -585,36 +613,44 @@ export const convSuite: Suite = {
       exchange: drivers.has('pytorch') ? mkdtempSync(path.join(tmpdir(), 'convnet-bench-')) : null,
       drivers, cudnnVersion: cudnn.version ?? null, cudnnRuns: 0, failed, log,
     };
-    const rows: KernelRow[] = [];
+    const roundRows: KernelRow[][] = [];
+    const rounds = opts.rounds ?? 1;
     const bar = progress();
-    const total = layers.reduce((a, l) => a + l.passes.length, 0);
+    const total = rounds * layers.reduce((a, l) => a + l.passes.length, 0);
     const done = { n: 0 };
     let torchReport: PeerReport | null = null;
     try {
-      // Our kernels always run: their results are what every other driver is checked against.
-      // Without `convnet` in --drivers they are not timed and have no rows.
-      if (!drivers.has('convnet') && drivers.size > 0) log('convnet: not timed (--drivers), but run once per pass as the reference');
-      for (const [k, l] of layers.entries()) {
-        if (drivers.size === 0) break;
-        try {
-          await measureLayer(ctx, l, k, bar, rows, total, done);
-        } catch (e) {
-          failed.push({ driver: 'convnet', error: `${l.name}: ${e instanceof Error ? e.message : String(e)}` });
-          log(`convnet: ${l.name} FAILED: ${e instanceof Error ? e.message : String(e)}`);
-          if (drivers.has('pytorch')) {
-            drivers.delete('pytorch');
-            skipped.push({ driver: 'pytorch', reason: 'our kernels failed, so there is nothing to compare with' });
+      for (let round = 1; round <= rounds; round++) {
+        const rows: KernelRow[] = [];
+        roundRows.push(rows);
+        if (rounds > 1) log(`round ${round} of ${rounds}`);
+        // Our kernels always run: their results are what every other driver is checked against.
+        // Without `convnet` in --drivers they are not timed and have no rows.
+        if (!drivers.has('convnet') && drivers.size > 0) log('convnet: not timed (--drivers), but run once per pass as the reference');
+        for (const [k, l] of layers.entries()) {
+          if (drivers.size === 0) break;
+          try {
+            await measureLayer(ctx, l, k, bar, rows, total, done);
+          } catch (e) {
+            failed.push({ driver: 'convnet', error: `${l.name}: ${e instanceof Error ? e.message : String(e)}` });
+            log(`convnet: ${l.name} FAILED: ${e instanceof Error ? e.message : String(e)}`);
+            if (drivers.has('pytorch')) {
+              drivers.delete('pytorch');
+              skipped.push({ driver: 'pytorch', reason: 'our kernels failed, so there is nothing to compare with' });
+            }
           }
         }
-      }
-      if (drivers.has('pytorch') && python) {
-        bar.update(`bench conv: PyTorch ${torchInfo?.version ?? ''} on the same layers...`);
-        try {
-          torchReport = await measureTorch(ctx, python, rows);
-        } catch (e) {
-          failed.push({ driver: 'pytorch', error: e instanceof Error ? e.message : String(e) });
-          log(`pytorch: FAILED: ${e instanceof Error ? e.message : String(e)}`);
+        if (drivers.has('pytorch') && python) {
+          bar.update(`bench conv: PyTorch ${torchInfo?.version ?? ''} on the same layers...`);
+          try {
+            torchReport = await measureTorch(ctx, python, rows);
+          } catch (e) {
+            failed.push({ driver: 'pytorch', error: e instanceof Error ? e.message : String(e) });
+            log(`pytorch: FAILED: ${e instanceof Error ? e.message : String(e)}`);
+          }
         }
+        // A failure is not measured again: the remaining rounds would repeat it.
+        if (failed.length) break;
       }
     } finally {
       bar.done();
@@ -623,6 +659,7 @@ export const convSuite: Suite = {
       else if (ctx.exchange) rmSync(ctx.exchange, { recursive: true, force: true });
     }
 
+    const rows = bestOfRounds(roundRows);
     const order = DRIVERS.filter((d) => rows.some((r) => r.driver === d));
     const summaries = order.filter((d) => d !== 'convnet').map((d) => summarize(rows, d)).filter((s): s is PairSummary => s !== null);
     report(ctx, rows, order, summaries, log);

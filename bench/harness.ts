@@ -31,6 +31,12 @@ export interface BenchOptions {
   device: string | null;
   /** Math of the GEMM-like kernels for the drivers that offer a choice: fp32, tf32 or bf16. */
   precision: 'fp32' | 'tf32' | 'bf16';
+  /**
+   * conv suite: how many times every driver runs the whole set of layers (ours, then each peer);
+   * each row reports the round with the lowest median. For machines whose speed drifts between
+   * minutes, where one round can catch one driver in a slow stretch.
+   */
+  rounds?: number;
 }
 
 /** Summary statistics of one measurement, in milliseconds. */

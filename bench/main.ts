@@ -33,7 +33,7 @@ const SUITES: Record<string, { describe: string; load: () => Promise<Suite> }> =
 };
 
 const USAGE = `usage: tsx bench/main.ts <suite> [--iters N] [--warmup N] [--batch N] [--width W]
-                         [--threads N] [--seed N] [--drivers A,B] [--json FILE]
+                         [--threads N] [--seed N] [--drivers A,B] [--json FILE] [--rounds N]
                          [--model M] [--device D] [--precision P] [--html FILE]
        npm run bench -- <suite> [options]
        npx convnet bench <suite> [options]
@@ -56,13 +56,15 @@ options:
   --html FILE   conv suite: the HTML page (default: beside --json, same name, .html)
   --threads N   CPU threads for every driver (default CONVNET_CPU_THREADS, else the core count)
   --seed N      seed of the weights and the random data (default 1)
+  --rounds N    conv suite: run every driver over all layers N times (ours, then the peers, per
+                round) and report each row's best round; for machines whose speed drifts (default 1)
   --drivers A,B only these drivers (cpu, alexnet: convnet, pytorch; conv: convnet, cudnn, pytorch; default all)
   --json FILE   also write every number to FILE
   --help        this text`;
 
 class UsageError extends Error {}
 
-type NumericOption = 'iters' | 'warmup' | 'batch' | 'width' | 'threads' | 'seed';
+type NumericOption = 'iters' | 'warmup' | 'batch' | 'width' | 'threads' | 'seed' | 'rounds';
 
 interface Parsed {
   suite: string;
@@ -84,6 +86,7 @@ function parse(argv: string[]): Parsed | 'help' {
     '--width': ['width', (v) => v > 0 && v <= 4, 'a number in (0, 4]'],
     '--threads': ['threads', (v) => Number.isInteger(v) && v >= 1 && v <= 256, 'an integer in [1, 256]'],
     '--seed': ['seed', (v) => Number.isInteger(v) && v >= 0, 'a non-negative integer'],
+    '--rounds': ['rounds', (v) => Number.isInteger(v) && v >= 1 && v <= 20, 'an integer in [1, 20]'],
   };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
@@ -163,6 +166,10 @@ async function main(argv: string[]): Promise<number> {
     console.error(`bench: unknown driver ${unknown.join(', ')} for suite ${suite.name} (drivers: ${suite.drivers.join(', ')})\n\n${USAGE}`);
     return 2;
   }
+  if ((parsed.opts.rounds ?? 1) > 1 && suite.name !== 'conv') {
+    console.error(`bench: --rounds applies to the conv suite only, not ${suite.name}\n\n${USAGE}`);
+    return 2;
+  }
   const opts: BenchOptions = {
     iters: 30, warmup: 3, batch: 128, width: 0.5, seed: 1, drivers: null, model: 'alexnet-mini', device: null, precision: 'fp32',
     ...suite.defaults,
@@ -176,7 +183,8 @@ async function main(argv: string[]): Promise<number> {
   console.log(`machine: ${env.cpu}, ${env.cores} cores, ${env.memoryGiB} GiB, ${env.platform}`);
   console.log(`date ${env.date}; commit ${env.commit ?? 'unknown (git rev-parse failed)'}; node ${env.node}`);
   console.log(`options: batch ${opts.batch}, width ${opts.width}, iters ${opts.iters}, warm-up ${opts.warmup}, threads ${opts.threads}, seed ${opts.seed}` +
-    (parsed.suite === 'cpu' ? '' : `, model ${opts.model}, device ${opts.device ?? 'default'}, precision ${opts.precision}`));
+    (parsed.suite === 'cpu' ? '' : `, model ${opts.model}, device ${opts.device ?? 'default'}, precision ${opts.precision}`) +
+    ((opts.rounds ?? 1) > 1 ? `, rounds ${opts.rounds} (each row: its best round)` : ''));
   const t0 = performance.now();
   const report = await suite.run(opts, (line) => console.log(line));
   const seconds = (performance.now() - t0) / 1000;

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { dropoutCheck, normwiseError, summarize, type KernelRow } from '../bench/conv.js';
+import { bestOfRounds, dropoutCheck, normwiseError, summarize, type KernelRow } from '../bench/conv.js';
 import { stats } from '../bench/harness.js';
 import { renderHtml } from '../bench/html.js';
 import { benchLayers } from '../bench/layers.js';
@@ -194,6 +194,21 @@ describe('scoring', () => {
     expect(s.geomeanSpeedup).toBeCloseTo(Math.cbrt(3 * 1.5 * 0.5), 10);
     expect(summarize(rows, 'pytorch')).toBeNull();
   });
+
+  it('--rounds keeps each row\'s best round, every round\'s median, and a failure from any round', () => {
+    const r1 = [row('a', 'convnet', 2, true), row('a', 'pytorch', 1, true), row('b', 'convnet', 5, true)];
+    const r2 = [row('a', 'convnet', 1, true), row('a', 'pytorch', 3, false), row('b', 'convnet', 4, true)];
+    r2[1].error = 0.5;
+    r2[1].check = 'DIFFERS from ours';
+    const merged = bestOfRounds([r1, r2]);
+    expect(merged.map((r) => [r.trial, r.driver, r.ms.median, r.roundMedians, r.correct])).toEqual([
+      ['a', 'convnet', 1, [2, 1], true],
+      ['a', 'pytorch', 1, [1, 3], false],
+      ['b', 'convnet', 4, [5, 4], true],
+    ]);
+    expect(merged[1]).toMatchObject({ error: 0.5, check: 'DIFFERS from ours' });
+    expect(bestOfRounds([r1])).toBe(r1);
+  });
 });
 
 describe('bench conv on cpu:0', () => {
@@ -261,6 +276,28 @@ describe('bench conv on cpu:0', () => {
     const r = runTs('bench/main.ts', ['conv', '--precision', 'fp16']);
     expect(r.status).toBe(2);
     expect(r.stderr.split('\n')[0]).toBe("bench: --precision must be fp32, tf32 or bf16, received 'fp16'");
+  });
+
+  it('--rounds 2 runs every row twice and reports both medians', () => {
+    const json = path.join(tmp, 'conv-rounds.json');
+    const r = runTs('bench/main.ts', ['conv', '--model', 'alexnet-mini', '--device', 'cpu:0', '--batch', '2', '--width', '0.25',
+      '--iters', '1', '--warmup', '0', '--rounds', '2', '--drivers', 'convnet', '--json', json]);
+    expect(r.status, r.out).toBe(0);
+    expect(r.stdout).toContain('round 2 of 2');
+    expect(r.stdout).toContain("(the best of 2 rounds' medians)");
+    const report = JSON.parse(readFileSync(json, 'utf8'));
+    expect(report.options.rounds).toBe(2);
+    expect(report.results).toHaveLength(40);
+    for (const x of report.results as KernelRow[]) {
+      expect(x.roundMedians).toHaveLength(2);
+      expect(x.ms.median).toBe(Math.min(...x.roundMedians!));
+    }
+    const bad = runTs('bench/main.ts', ['conv', '--rounds', '0']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr.split('\n')[0]).toBe("bench: --rounds must be an integer in [1, 20], received '0'");
+    const other = runTs('bench/main.ts', ['alexnet', '--rounds', '2']);
+    expect(other.status).toBe(2);
+    expect(other.stderr.split('\n')[0]).toBe('bench: --rounds applies to the conv suite only, not alexnet');
   });
 });
 
