@@ -48,6 +48,7 @@
 #include <cstring>
 #include <vector>
 
+#include "ops/cpu_scratch.h"
 #include "ops/gemm.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -64,15 +65,7 @@ namespace {
 
 constexpr int kNB = 32;  // images per block
 
-// 64-byte-aligned growable scratch, one per thread and role.
-struct Buf {
-  std::vector<float> v;
-  float* get(size_t n) {
-    if (v.size() < n + 16) v.resize(n + 16);
-    uintptr_t p = reinterpret_cast<uintptr_t>(v.data());
-    return reinterpret_cast<float*>((p + 63) & ~uintptr_t(63));
-  }
-};
+using Buf = AlignedScratch;  // ops/cpu_scratch.h
 
 // NCHW rows of 32 images -> CHWn32. src points at image n0; `len` floats per image (C*H*W).
 void to_blocked(const float* src, int64_t len, float* dst) {

@@ -37,6 +37,7 @@
 #include <cstring>
 #include <vector>
 
+#include "ops/cpu_scratch.h"
 #include "ops/gemm.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -55,15 +56,7 @@ constexpr int kV = 16;                          // floats per zmm vector
 constexpr int64_t kGroupFloats = int64_t(4) << 20;  // padded x + dyt per image group (16 MiB)
 constexpr int64_t kChunkPositions = 256;        // bwd-filter: positions summed from zero
 
-// 64-byte-aligned growable scratch, one per thread and role.
-struct Buf {
-  std::vector<float> v;
-  float* get(size_t n) {
-    if (v.size() < n + 16) v.resize(n + 16);
-    uintptr_t p = reinterpret_cast<uintptr_t>(v.data());
-    return reinterpret_cast<float*>((p + 63) & ~uintptr_t(63));
-  }
-};
+using Buf = AlignedScratch;  // ops/cpu_scratch.h
 
 // A zero-padded image: C planes of hp x wp, then `tail` floats of zeros.
 struct Padded {
