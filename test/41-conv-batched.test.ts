@@ -62,10 +62,10 @@ const shapes: [string, ConvParams][] = [
 ];
 
 /**
- * Layers with few input channels (conv1): with AVX-512 the forward pass and the filter gradient
- * take the direct path (native/ops/conv2d_cpu_direct.cc) at any batch for long reductions
- * (AlexNet's 3 x 11 x 11) and below 32 images for short ones; at 64 images AlexNet-mini's conv1
- * takes im2col forward and the batch-in-lanes filter gradient.
+ * Layers with few input channels (conv1): with AVX-512 or AVX2 the forward pass and the filter
+ * gradient take the direct path (native/ops/conv2d_cpu_direct.cc) at any batch for long
+ * reductions (AlexNet's 3 x 11 x 11) and below 32 images for short ones; at 64 images
+ * AlexNet-mini's conv1 takes im2col forward and the batch-in-lanes filter gradient.
  */
 const narrow: [string, ConvParams][] = [
   ['AlexNet conv1 (3 channels, 11x11 stride 4), 48 filters', { N: 4, C: 3, H: 39, W: 39, F: 48, KH: 11, KW: 11, sh: 4, sw: 4, ph: 2, pw: 2, groups: 1 }],

@@ -1,35 +1,38 @@
 // conv2d on the CPU for layers with few input channels (conv1), filters in the vector lanes
-// (AVX-512): no im2col. See conv2d_direct.h for when it runs and conv2d.h for the contract.
+// (AVX-512 or AVX2 + FMA): no im2col. See conv2d_direct.h for when it runs and conv2d.h for the
+// contract.
 //
 // conv1 reduces over only Cg*KH*KW = 25 (AlexNet-mini) or 363 (AlexNet) terms per output, from
 // 1 or 3 channels, so an im2col GEMM spends much of its time writing, packing and re-reading
-// columns. Here the filters sit in the lanes instead: 16 filters per zmm vector, and every input
-// value is broadcast once per register tile.
+// columns. Here the filters sit in the lanes instead, and every input value is broadcast once
+// per register tile (16 filters per vector with AVX-512, 8 with AVX2; the tiles are written
+// once, in conv2d_direct_kernels.inc, and compiled for each).
 //
 // Layouts, per image: xp = x zero-padded to [C][H+2ph][W+2pw] (plus slack at the end, so a tile
 // may read past the last output column), so the kernels never test bounds. Weights are repacked
 // once per call as wt[(c, kh, kw)][F] (filters contiguous).
 //
-// Forward: a register tile is R output pixels of one output row x NV*16 filters (NV vectors):
-//   acc[r][v] += xp[c][oh*sh + kh][(ow0 + r)*sw + kw] * wt[(c, kh, kw)][f0 + 16v ..]
+// Forward: a register tile is R output pixels of one output row x NV vectors of filters:
+//   acc[r][v] += xp[c][oh*sh + kh][(ow0 + r)*sw + kw] * wt[(c, kh, kw)][f0 + v*lanes ..]
 // over c, kh, kw of the filters' group in order: per step NV vector loads of weights, R
 // broadcasts, R*NV FMAs. The tile is then written to y's rows (transposed, bias added). Images
 // are padded in groups; work is split over (chunk of filters, image), chunk-major, so a worker
 // keeps one chunk's weights in cache. Every output element is one tile's sum in a fixed order.
 //
 // Backward filter: dw[f][j], j = (c, kh, kw), is a sum over images n and positions p. A register
-// tile is NJ columns j x NV*16 filters; per position it loads NV vectors of dyt (dy of the image
-// transposed to [p][F]) and broadcasts the NJ input values xp[pixel(p) + offset(j)], one offset
-// per column. Each tile sums a chunk of output rows from zero and adds that into its running
-// total, which keeps the rounding of a reduction over up to N*OH*OW terms near a blocked GEMM's.
+// tile is NJ columns j x NV vectors of filters; per position it loads NV vectors of dyt (dy of
+// the image transposed to [p][F]) and broadcasts the NJ input values xp[pixel(p) + offset(j)],
+// one offset per column. Each tile sums a chunk of output rows from zero and adds that into its
+// running total, which keeps the rounding of a reduction over up to N*OH*OW terms near a blocked
+// GEMM's.
 // Images are taken in groups (padded x and dyt of a group are prepared in parallel, then the
 // tiles run over the group); tiles are split among workers, each worker runs a chunk of rows
 // through all of its tiles while the chunk is in cache, and each tile visits the images and rows
 // in order, so the result does not depend on the number of threads. db is summed per
 // filter, images and positions in order.
 //
-// Tile sizes (accumulators + loads within the 32 zmm registers) are picked per shape from a few
-// instantiations by a small cost model; the sums do not depend on the choice.
+// Tile sizes (accumulators + loads within the 32 zmm or 16 ymm registers) are picked per shape
+// from a few instantiations by a small cost model; the sums do not depend on the choice.
 #include "ops/conv2d_direct.h"
 
 #include <algorithm>
@@ -52,7 +55,7 @@ namespace cn {
 #if CN_DIRECT_X86
 namespace {
 
-constexpr int kV = 16;                          // floats per zmm vector
+constexpr int kV = 16;  // filters per group: a multiple of this; also the dy transpose block
 constexpr int64_t kGroupFloats = int64_t(4) << 20;  // padded x + dyt per image group (16 MiB)
 constexpr int64_t kChunkPositions = 256;        // bwd-filter: positions summed from zero
 
@@ -121,73 +124,125 @@ __attribute__((target("avx512f"))) void transpose16(const float* src, int64_t ld
 }
 #pragma GCC diagnostic pop
 
-// dy of one image [F][P] -> dyt [P][F] (F a multiple of 16).
-void transpose_dy(const float* src, int64_t F, int64_t P, float* dst) {
-  const int64_t full = P / kV * kV;
+// dy of one image [F][P] -> dyt [P][F] (F a multiple of 16); with AVX-512 (`fast`) in 16 x 16
+// register blocks.
+void transpose_dy(const float* src, int64_t F, int64_t P, float* dst, bool fast) {
+  const int64_t full = fast ? P / kV * kV : 0;
   for (int64_t f0 = 0; f0 < F; f0 += kV) {
-    for (int64_t p0 = 0; p0 < full; p0 += kV) transpose16(src + f0 * P + p0, P, dst + p0 * F + f0, F);
+    for (int64_t p0 = 0; p0 < full; p0 += kV)
+      transpose16(src + f0 * P + p0, P, dst + p0 * F + f0, F);
     for (int64_t p = full; p < P; ++p)
       for (int64_t f = f0; f < f0 + kV; ++f) dst[p * F + f] = src[f * P + p];
   }
 }
 
-// ---- forward ------------------------------------------------------------------------------
-
-// out[r][v*16 + l] = sum over c < C, kh < KH, kw < KW of
-//   xo[c*plane + kh*wp + r*S + kw] * wt[((c*KH + kh)*KW + kw)*F + 16v + l]
-// xo points at the tile's first input pixel (row oh*sh, column ow0*S); wt at the chunk's filters.
-template <int NV, int R, int S>
-__attribute__((target("avx512f"))) void fwd_tile(const float* xo, int C, int KH, int KW,
-                                                   int64_t plane, int wp, const float* wt,
-                                                   int64_t F, float* out) {
-  __m512 acc[R][NV];
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
-  for (int c = 0; c < C; ++c)
-    for (int kh = 0; kh < KH; ++kh) {
-      const float* xr = xo + c * plane + int64_t(kh) * wp;
-      const float* wr = wt + int64_t((c * KH + kh) * KW) * F;
-      for (int kw = 0; kw < KW; ++kw, wr += F) {
-        __m512 wv[NV];
-        for (int v = 0; v < NV; ++v) wv[v] = _mm512_load_ps(wr + kV * v);
-        for (int r = 0; r < R; ++r) {
-          const __m512 a = _mm512_set1_ps(xr[r * S + kw]);
-          for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(a, wv[v], acc[r][v]);
-        }
-      }
-    }
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < NV; ++v) _mm512_store_ps(out + (r * NV + v) * kV, acc[r][v]);
-}
+// ---- register tiles, once per instruction set -----------------------------------------------
 
 using FwdTile = void (*)(const float*, int, int, int, int64_t, int, const float*, int64_t, float*);
+using FilterTile = void (*)(const float*, int64_t, const int64_t*, const float*, int64_t, int, int,
+                            float*, bool);
 
 struct FwdChoice {
-  int nv, r;
+  int nv, r;  // NV vectors of filters x R pixels
   FwdTile fn;
 };
 
+struct FilterChoice {
+  int nv, nj;  // NV vectors of filters x NJ columns
+  FilterTile fn;
+};
+
+// The tiles each ISA offers, for a stride of 1, 2 or 4 (accumulators plus the loaded vectors and
+// one broadcast within the vector registers).
+struct Isa {
+  const char* name;
+  int lanes;
+  std::vector<FwdChoice> (*fwd)(int sw);
+  std::vector<FilterChoice> (*filter)(int sw);
+};
+
+namespace avx512 {
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+using Vec = __m512;
+constexpr int kW = 16;
+inline Vec vzero() { return _mm512_setzero_ps(); }
+inline Vec vload(const float* p) { return _mm512_load_ps(p); }
+inline void vstore(float* p, Vec v) { _mm512_store_ps(p, v); }
+inline Vec vset1(float x) { return _mm512_set1_ps(x); }
+inline Vec vfma(Vec a, Vec b, Vec c) { return _mm512_fmadd_ps(a, b, c); }
+inline Vec vadd(Vec a, Vec b) { return _mm512_add_ps(a, b); }
+#include "ops/conv2d_direct_kernels.inc"
+
+// 32 zmm registers.
 template <int S>
-void fwd_options(std::vector<FwdChoice>& o) {
-  o.push_back({1, 24, fwd_tile<1, 24, S>});
-  o.push_back({1, 16, fwd_tile<1, 16, S>});
-  o.push_back({2, 12, fwd_tile<2, 12, S>});
-  o.push_back({2, 14, fwd_tile<2, 14, S>});
-  o.push_back({3, 8, fwd_tile<3, 8, S>});
-  o.push_back({4, 6, fwd_tile<4, 6, S>});
-  o.push_back({4, 5, fwd_tile<4, 5, S>});
+std::vector<FwdChoice> fwd_of() {
+  return {{1, 24, fwd_tile<1, 24, S>}, {1, 16, fwd_tile<1, 16, S>}, {2, 12, fwd_tile<2, 12, S>},
+          {2, 14, fwd_tile<2, 14, S>}, {3, 8, fwd_tile<3, 8, S>},   {4, 6, fwd_tile<4, 6, S>},
+          {4, 5, fwd_tile<4, 5, S>}};
+}
+template <int S>
+std::vector<FilterChoice> filter_of() {
+  return {{1, 24, filter_tile<1, 24, S>}, {2, 12, filter_tile<2, 12, S>},
+          {2, 13, filter_tile<2, 13, S>}, {3, 8, filter_tile<3, 8, S>},
+          {4, 6, filter_tile<4, 6, S>}};
+}
+#pragma GCC pop_options
+}  // namespace avx512
+
+namespace avx2 {
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+using Vec = __m256;
+constexpr int kW = 8;
+inline Vec vzero() { return _mm256_setzero_ps(); }
+inline Vec vload(const float* p) { return _mm256_load_ps(p); }
+inline void vstore(float* p, Vec v) { _mm256_store_ps(p, v); }
+inline Vec vset1(float x) { return _mm256_set1_ps(x); }
+inline Vec vfma(Vec a, Vec b, Vec c) { return _mm256_fmadd_ps(a, b, c); }
+inline Vec vadd(Vec a, Vec b) { return _mm256_add_ps(a, b); }
+#include "ops/conv2d_direct_kernels.inc"
+
+// 16 ymm registers.
+template <int S>
+std::vector<FwdChoice> fwd_of() {
+  return {{1, 12, fwd_tile<1, 12, S>}, {1, 8, fwd_tile<1, 8, S>}, {2, 6, fwd_tile<2, 6, S>},
+          {2, 5, fwd_tile<2, 5, S>},   {3, 4, fwd_tile<3, 4, S>}, {4, 2, fwd_tile<4, 2, S>}};
+}
+template <int S>
+std::vector<FilterChoice> filter_of() {
+  return {{1, 12, filter_tile<1, 12, S>}, {2, 6, filter_tile<2, 6, S>},
+          {3, 4, filter_tile<3, 4, S>}, {4, 2, filter_tile<4, 2, S>}};
+}
+#pragma GCC pop_options
+}  // namespace avx2
+
+template <class Choice>
+std::vector<Choice> by_stride(int sw, std::vector<Choice> (*s1)(), std::vector<Choice> (*s2)(),
+                              std::vector<Choice> (*s4)()) {
+  return sw == 1 ? s1() : sw == 2 ? s2() : sw == 4 ? s4() : std::vector<Choice>{};
 }
 
+const Isa kAvx512{
+    "avx512", avx512::kW,
+    [](int sw) { return by_stride(sw, avx512::fwd_of<1>, avx512::fwd_of<2>, avx512::fwd_of<4>); },
+    [](int sw) {
+      return by_stride(sw, avx512::filter_of<1>, avx512::filter_of<2>, avx512::filter_of<4>);
+    }};
+const Isa kAvx2{
+    "avx2", avx2::kW,
+    [](int sw) { return by_stride(sw, avx2::fwd_of<1>, avx2::fwd_of<2>, avx2::fwd_of<4>); },
+    [](int sw) {
+      return by_stride(sw, avx2::filter_of<1>, avx2::filter_of<2>, avx2::filter_of<4>);
+    }};
+
 // The tile with the least estimated time per output row: per step R*NV FMAs plus about half a
-// cycle per load, over the tiles that cover OW (padding columns computed and dropped).
-FwdChoice pick_fwd(int sw, int FV, int OW) {
-  std::vector<FwdChoice> o;
-  if (sw == 1) fwd_options<1>(o);
-  if (sw == 2) fwd_options<2>(o);
-  if (sw == 4) fwd_options<4>(o);
+// cycle per load, over the tiles that cover OW (padding columns computed and dropped). FV is the
+// number of vectors of filters per group.
+FwdChoice pick_fwd(const Isa& isa, int sw, int FV, int OW) {
   FwdChoice best{0, 0, nullptr};
   double best_cost = 0;
-  for (const FwdChoice& c : o) {
+  for (const FwdChoice& c : isa.fwd(sw)) {
     if (FV % c.nv != 0) continue;
     const double tiles = double(FV / c.nv) * ((OW + c.r - 1) / c.r);
     const double cost = tiles * (c.r * c.nv + 0.5 * (c.r + c.nv));
@@ -196,64 +251,11 @@ FwdChoice pick_fwd(int sw, int FV, int OW) {
   return best;
 }
 
-// ---- backward filter ----------------------------------------------------------------------
-
-// acc[j][v*16 + l] = sum over rows i < nrows, positions ow < OW of
-//   xrow[i*xstep + ow*S + xoff[j]] * dyt[i*OW*F + ow*F + 16v + l]
-// then out (= acc, or out + acc when add). xrow points at the first row's pixel (oh*sh, 0).
-template <int NV, int NJ, int S>
-__attribute__((target("avx512f"))) void filter_tile(const float* xrow, int64_t xstep,
-                                                      const int64_t* xoff, const float* dyt,
-                                                      int64_t F, int OW, int nrows, float* out,
-                                                      bool add) {
-  __m512 acc[NJ][NV];
-  for (int j = 0; j < NJ; ++j)
-    for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_setzero_ps();
-  for (int i = 0; i < nrows; ++i) {
-    const float* xb = xrow + i * xstep;
-    const float* d = dyt + int64_t(i) * OW * F;
-    for (int ow = 0; ow < OW; ++ow, xb += S, d += F) {
-      __m512 dv[NV];
-      for (int v = 0; v < NV; ++v) dv[v] = _mm512_load_ps(d + kV * v);
-      for (int j = 0; j < NJ; ++j) {
-        const __m512 a = _mm512_set1_ps(xb[xoff[j]]);
-        for (int v = 0; v < NV; ++v) acc[j][v] = _mm512_fmadd_ps(a, dv[v], acc[j][v]);
-      }
-    }
-  }
-  for (int j = 0; j < NJ; ++j)
-    for (int v = 0; v < NV; ++v) {
-      float* o = out + (j * NV + v) * kV;
-      _mm512_store_ps(o, add ? _mm512_add_ps(_mm512_load_ps(o), acc[j][v]) : acc[j][v]);
-    }
-}
-
-using FilterTile = void (*)(const float*, int64_t, const int64_t*, const float*, int64_t, int, int,
-                            float*, bool);
-
-struct FilterChoice {
-  int nv, nj;
-  FilterTile fn;
-};
-
-template <int S>
-void filter_options(std::vector<FilterChoice>& o) {
-  o.push_back({1, 24, filter_tile<1, 24, S>});
-  o.push_back({2, 12, filter_tile<2, 12, S>});
-  o.push_back({2, 13, filter_tile<2, 13, S>});
-  o.push_back({3, 8, filter_tile<3, 8, S>});
-  o.push_back({4, 6, filter_tile<4, 6, S>});
-}
-
 // Least estimated time with `workers` splitting the tiles (the sums do not depend on the choice).
-FilterChoice pick_filter(int sw, int FV, int64_t Kc, int workers) {
-  std::vector<FilterChoice> o;
-  if (sw == 1) filter_options<1>(o);
-  if (sw == 2) filter_options<2>(o);
-  if (sw == 4) filter_options<4>(o);
+FilterChoice pick_filter(const Isa& isa, int sw, int FV, int64_t Kc, int workers) {
   FilterChoice best{0, 0, nullptr};
   double best_cost = 0;
-  for (const FilterChoice& c : o) {
+  for (const FilterChoice& c : isa.filter(sw)) {
     if (FV % c.nv != 0) continue;
     const int64_t tiles = (FV / c.nv) * ((Kc + c.nj - 1) / c.nj);
     const double rounds = double((tiles + workers - 1) / workers);
@@ -263,19 +265,25 @@ FilterChoice pick_filter(int sw, int FV, int64_t Kc, int workers) {
   return best;
 }
 
-bool want_direct() {
-  static const bool on = [] {
+// The ISA of the tiles, as the SGEMM's choice (CN_SGEMM_ISA caps both), or null where the path is
+// off (SSE or portable kernels, other CPUs, CN_CONV_DIRECT=0).
+const Isa* direct_isa() {
+  static const Isa* isa = []() -> const Isa* {
     const char* e = std::getenv("CN_CONV_DIRECT");
-    if (e && std::strcmp(e, "0") == 0) return false;
-    return std::strcmp(sgemm_kernel_name(), "avx512") == 0;
+    if (e && std::strcmp(e, "0") == 0) return nullptr;
+    if (std::strcmp(sgemm_kernel_name(), "avx512") == 0) return &kAvx512;
+    if (std::strcmp(sgemm_kernel_name(), "avx2") == 0) return &kAvx2;
+    return nullptr;
   }();
-  return on;
+  return isa;
 }
 
 }  // namespace
 
+const char* conv2d_direct_isa() { return direct_isa() ? direct_isa()->name : ""; }
+
 bool conv2d_direct_applies(const Conv2dShape& s, bool filter_grad) {
-  if (!want_direct()) return false;
+  if (!direct_isa()) return false;
   // The forward pass takes groups of at most 4 channels; the filter gradient one group.
   if (filter_grad && s.G != 1) return false;
   if (s.C / s.G > 4 || (s.F / s.G) % kV != 0 || s.F > 1024) return false;
@@ -294,8 +302,9 @@ void conv2d_forward_direct(ThreadPool* pool, const Conv2dShape& s, const float* 
                            const float* w, const float* b, float* y) {
   const int G = s.G, Cg = s.C / G, Fg = s.F / G;
   const int64_t F = s.F, Kc = int64_t(Cg) * s.KH * s.KW, P = int64_t(s.OH) * s.OW;
-  const FwdChoice tile = pick_fwd(s.sw, Fg / kV, s.OW);
-  const int chunk = tile.nv * kV, R = tile.r;
+  const Isa& isa = *direct_isa();
+  const FwdChoice tile = pick_fwd(isa, s.sw, Fg / isa.lanes, s.OW);
+  const int chunk = tile.nv * isa.lanes, R = tile.r;
   const int64_t f_chunks = int64_t(G) * (Fg / chunk);
   const Padded g = padded_of(s, int64_t(R) * s.sw + s.KW + kV);
   const int64_t group = std::max<int64_t>(1, std::min<int64_t>(s.N, kGroupFloats / g.floats));
@@ -346,9 +355,10 @@ void conv2d_forward_direct(ThreadPool* pool, const Conv2dShape& s, const float* 
 void conv2d_backward_filter_direct(ThreadPool* pool, const Conv2dShape& s, const float* x,
                                    const float* dy, float* dw, float* db) {
   const int64_t F = s.F, Kc = int64_t(s.C) * s.KH * s.KW, P = int64_t(s.OH) * s.OW;
-  const int FV = s.F / kV;
-  const FilterChoice tile = pick_filter(s.sw, FV, Kc, pool_size(pool));
-  const int chunk = tile.nv * kV, NJ = tile.nj;
+  const Isa& isa = *direct_isa();
+  const int FV = s.F / isa.lanes;
+  const FilterChoice tile = pick_filter(isa, s.sw, FV, Kc, pool_size(pool));
+  const int chunk = tile.nv * isa.lanes, NJ = tile.nj;
   const int64_t col_tiles = (Kc + NJ - 1) / NJ, f_chunks = FV / tile.nv;
   const int64_t tiles = col_tiles * f_chunks;
   const Padded g = padded_of(s, int64_t(s.OW) * s.sw + kV);
@@ -375,7 +385,7 @@ void conv2d_backward_filter_direct(ThreadPool* pool, const Conv2dShape& s, const
       for (int64_t i = i0; i < i1; ++i) {
         float* xp = gbuf + i * per_image;
         pad_into(s, g, x + (n0 + i) * xstride, xp);
-        transpose_dy(dy + (n0 + i) * F * P, F, P, xp + g.floats);
+        transpose_dy(dy + (n0 + i) * F * P, F, P, xp + g.floats, isa.lanes == 16);
       }
     });
     // Each worker takes its own tiles through the group's images and rows, in order; a chunk of
@@ -426,6 +436,7 @@ void conv2d_backward_filter_direct(ThreadPool* pool, const Conv2dShape& s, const
 #else  // no x86: the path never applies
 
 bool conv2d_direct_applies(const Conv2dShape&, bool) { return false; }
+const char* conv2d_direct_isa() { return ""; }
 void conv2d_forward_direct(ThreadPool*, const Conv2dShape&, const float*, const float*,
                            const float*, float*) {}
 void conv2d_backward_filter_direct(ThreadPool*, const Conv2dShape&, const float*, const float*,

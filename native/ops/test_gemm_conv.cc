@@ -287,12 +287,14 @@ void test_conv(ThreadPool* pool) {
     run(it % 2 ? pool : nullptr, make_shape(32 * rand_int(2, 3), C, H, W, F, KH, KW, sh, sw, ph,
                                             pw, G), it % 2);
   }
-  // The direct path for few input channels (conv2d_cpu_direct.cc: AVX-512, one group, at most 4
-  // channels, filters a multiple of 16), on whenever the GEMM kernel is avx512.
+  // The direct path for few input channels (conv2d_cpu_direct.cc: AVX-512 or AVX2, at most 4
+  // channels and a multiple of 16 filters per group), on whenever the GEMM kernel is one of those.
   {
     const char* cap = std::getenv("CN_CONV_DIRECT");
-    const bool direct = std::string(sgemm_kernel_name()) == "avx512" && !(cap && std::string(cap) == "0");
-    std::printf("(b) direct conv path: %s\n", direct ? "on" : "off");
+    const std::string gemm = sgemm_kernel_name();
+    const bool direct = (gemm == "avx512" || gemm == "avx2") && !(cap && std::string(cap) == "0");
+    std::printf("(b) direct conv path: %s\n", *conv2d_direct_isa() ? conv2d_direct_isa() : "off");
+    check(direct ? conv2d_direct_isa() == gemm : !*conv2d_direct_isa(), "direct conv ISA");
     check(conv2d_direct_applies(make_shape(8, 3, 35, 35, 48, 11, 11, 4, 4, 2, 2, 1)) == direct,
           "direct conv path taken");
     run(pool, make_shape(3, 1, 28, 28, 32, 5, 5, 1, 1, 2, 2, 1), true);     // AlexNet-mini conv1
