@@ -292,10 +292,12 @@ bool conv2d_direct_applies(const Conv2dShape& s, bool filter_grad) {
   const int64_t padded = int64_t(s.C) * (s.H + 2 * s.ph) * (s.W + 2 * s.pw);
   const int64_t kc = int64_t(s.C / s.G) * s.KH * s.KW;
   if (padded > (int64_t(8) << 20) || kc > 4096) return false;
+  if (kc >= 64) return true;
   // With a short reduction (AlexNet-mini's 25 terms) writing each tile out costs about as much
   // as computing it: at 32 images or more, im2col's batched GEMM (forward) and the batch-in-lanes
-  // filter gradient are faster; below, this path is.
-  return kc >= 64 || s.N < 32;
+  // filter gradient are faster; below, this path is, except for the AVX2 forward pass (its
+  // narrower tiles write out more often).
+  return s.N < 32 && (filter_grad || direct_isa()->lanes == 16);
 }
 
 void conv2d_forward_direct(ThreadPool* pool, const Conv2dShape& s, const float* x,

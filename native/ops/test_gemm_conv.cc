@@ -302,10 +302,10 @@ void test_conv(ThreadPool* pool) {
     run(nullptr, make_shape(1, 3, 23, 29, 96, 11, 11, 4, 4, 2, 2, 1), false);  // 96: two chunks
     run(pool, make_shape(5, 2, 9, 31, 64, 3, 3, 2, 2, 0, 1, 1), true);      // 64: 4 vectors
     run(pool, make_shape(2, 4, 5, 6, 16, 7, 7, 1, 1, 3, 3, 1), false);      // kernel > input
-    check(conv2d_direct_applies(make_shape(3, 4, 12, 12, 64, 3, 3, 1, 1, 1, 1, 2)) == direct &&
-              !conv2d_direct_applies(make_shape(3, 4, 12, 12, 64, 3, 3, 1, 1, 1, 1, 2), true),
+    check(conv2d_direct_applies(make_shape(3, 4, 12, 12, 64, 7, 7, 1, 1, 3, 3, 2)) == direct &&
+              !conv2d_direct_applies(make_shape(3, 4, 12, 12, 64, 7, 7, 1, 1, 3, 3, 2), true),
           "direct conv: groups in the forward pass only");
-    run(pool, make_shape(3, 4, 12, 11, 64, 3, 3, 1, 1, 1, 1, 2), true);     // 2 groups of 2 -> 32
+    run(pool, make_shape(3, 4, 12, 11, 64, 7, 7, 1, 1, 3, 3, 2), true);     // 2 groups of 2 -> 32
     run(pool, make_shape(2, 6, 9, 14, 96, 5, 3, 2, 2, 2, 1, 3), false);     // 3 groups of 2 -> 32
     for (int it = 0; it < 16; ++it) {
       const int Fs[] = {16, 32, 48, 64, 80, 96};
