@@ -51,15 +51,21 @@ void visits_every_index_once(cn::ThreadPool& pool, const char* name) {
 void exceptions_reach_the_caller(cn::ThreadPool& pool) {
   for (int thrower = 0; thrower < pool.size(); ++thrower) {
     bool caught = false;
+    std::atomic<bool> thrown{false};
     try {
       cn::parallel_for(&pool, pool.size(), [&](int64_t, int64_t, int worker) {
-        if (worker == thrower) throw std::runtime_error("boom " + std::to_string(worker));
+        if (worker == thrower) {
+          thrown = true;
+          throw std::runtime_error("boom " + std::to_string(worker));
+        }
       });
     } catch (const std::runtime_error& e) {
       caught = std::string(e.what()) == "boom " + std::to_string(thrower);
     }
-    // With other queues holding cores, fewer workers may run: worker `thrower` may not exist.
-    (void)caught;
+    // With another pool holding cores, fewer workers may run and worker `thrower` may not exist;
+    // when it did run and throw, the caller must have caught exactly that.
+    check(caught == thrown.load(),
+          "worker " + std::to_string(thrower) + "'s exception reaches the caller");
     std::atomic<int64_t> sum{0};
     cn::parallel_for(&pool, 100, [&](int64_t b, int64_t e, int) {
       for (int64_t i = b; i < e; ++i) sum += i;

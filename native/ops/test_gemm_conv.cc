@@ -255,11 +255,17 @@ void test_conv(ThreadPool* pool) {
   // 8 channels and filters per group): AlexNet shapes, stride 4 and 11x11, odd sizes and row
   // counts that are not multiples of the 8- or 6-row tile, one and several blocks per worker.
   // With the AVX-512 or AVX2 SGEMM kernel (and CN_CONV_BLOCKED unset) these must take that path.
-  const char* cap = std::getenv("CN_CONV_BLOCKED");
-  const std::string gemm = sgemm_kernel_name();
-  const bool blocked = (gemm == "avx512" || gemm == "avx2") && !(cap && std::string(cap) == "0");
-  std::printf("(b) blocked conv path: %s\n", *conv2d_blocked_isa() ? conv2d_blocked_isa() : "off");
-  check(blocked ? conv2d_blocked_isa() == gemm : !*conv2d_blocked_isa(), "blocked conv ISA");
+  // Whether a path with its own ISA (`isa`: "avx512", "avx2", or "" when off) must be on: with the
+  // AVX-512 or AVX2 SGEMM kernel unless `env`=0; and that it uses the SGEMM's ISA.
+  auto path_on = [](const char* what, const char* env, const char* isa) {
+    const char* cap = std::getenv(env);
+    const std::string gemm = sgemm_kernel_name();
+    const bool on = (gemm == "avx512" || gemm == "avx2") && !(cap && std::string(cap) == "0");
+    std::printf("(b) %s conv path: %s\n", what, *isa ? isa : "off");
+    check(on ? isa == gemm : !*isa, (std::string(what) + " conv ISA").c_str());
+    return on;
+  };
+  const bool blocked = path_on("blocked", "CN_CONV_BLOCKED", conv2d_blocked_isa());
   check(conv2d_blocked_applies(make_shape(128, 64, 6, 6, 96, 3, 3, 1, 1, 1, 1, 1)) == blocked,
         "blocked conv path taken");
   run(pool, make_shape(64, 32, 13, 13, 64, 5, 5, 1, 1, 2, 2, 2), true);   // AlexNet-mini conv2
@@ -290,14 +296,10 @@ void test_conv(ThreadPool* pool) {
   // The direct path for few input channels (conv2d_cpu_direct.cc: AVX-512 or AVX2, at most 4
   // channels and a multiple of 16 filters per group), on whenever the GEMM kernel is one of those.
   {
-    const char* cap = std::getenv("CN_CONV_DIRECT");
-    const std::string gemm = sgemm_kernel_name();
-    const bool direct = (gemm == "avx512" || gemm == "avx2") && !(cap && std::string(cap) == "0");
-    std::printf("(b) direct conv path: %s\n", *conv2d_direct_isa() ? conv2d_direct_isa() : "off");
-    check(direct ? conv2d_direct_isa() == gemm : !*conv2d_direct_isa(), "direct conv ISA");
+    const bool direct = path_on("direct", "CN_CONV_DIRECT", conv2d_direct_isa());
     check(conv2d_direct_applies(make_shape(8, 3, 35, 35, 48, 11, 11, 4, 4, 2, 2, 1)) == direct,
           "direct conv path taken");
-    run(pool, make_shape(3, 1, 28, 28, 32, 5, 5, 1, 1, 2, 2, 1), true);     // AlexNet-mini conv1
+    // (AlexNet-mini's conv1 at batch 3 is among the hand-picked cases above.)
     run(pool, make_shape(2, 3, 47, 51, 48, 11, 11, 4, 4, 2, 2, 1), true);   // AlexNet conv1, smaller
     run(nullptr, make_shape(1, 3, 23, 29, 96, 11, 11, 4, 4, 2, 2, 1), false);  // 96: two chunks
     run(pool, make_shape(5, 2, 9, 31, 64, 3, 3, 2, 2, 0, 1, 1), true);      // 64: 4 vectors
