@@ -12,7 +12,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 target=${1:-native}
 flags=(-O2 -std=c++17 -pthread -Wall -Wno-unused-function -Inative)
-gemm_conv=(native/core/parallel.cc native/ops/gemm_cpu.cc native/ops/conv2d_cpu.cc native/ops/conv2d_cpu_blocked.cc native/ops/conv2d_cpu_direct.cc native/ops/test_gemm_conv.cc)
+gemm_conv=(native/core/parallel.cc native/ops/gemm_cpu.cc native/ops/conv2d_cpu.cc native/ops/conv2d_cpu_blocked.cc native/ops/conv2d_cpu_direct.cc native/ops/conv2d_cpu_winograd.cc native/ops/test_gemm_conv.cc)
 pool_lrn=(native/core/parallel.cc native/ops/pool_cpu.cc native/ops/lrn_cpu.cc native/ops/test_pool_lrn.cc)
 threads=(native/core/parallel.cc native/core/test_parallel.cc)
 

@@ -3,7 +3,8 @@
  * multiple of 32) take the batch-in-lanes path (native/ops/conv2d_cpu_blocked.cc) instead of
  * im2col; these tests hold it to a double-precision reference in all three passes, including
  * conv1's stride 4 and 11x11, groups, and channel counts that are not multiples of its 8- or
- * 6-row tile; and conv1's shapes, which take the direct path for few input channels. The AVX2
+ * 6-row tile; conv1's shapes, which take the direct path for few input channels; and a 3x3
+ * layer that takes the Winograd path. The AVX2
  * kernels run in child processes under CN_SGEMM_ISA=avx2 (the kernels are
  * chosen once per process): the same reference, and on an AVX-512 CPU the same bits as AVX-512.
  * Then: the CPU queues share the cores, so how many workers split an op depends on what the
@@ -74,8 +75,17 @@ const narrow: [string, ConvParams][] = [
   ['2 channels, 64 filters, 3x3 stride 2, odd sizes', { N: 5, C: 2, H: 17, W: 13, F: 64, KH: 3, KW: 3, sh: 2, sw: 2, ph: 0, pw: 1, groups: 1 }],
 ];
 
-describe('conv2d with large batches, and conv1 shapes', () => {
-  for (const [name, p] of [...shapes, ...narrow]) {
+/**
+ * 3x3 stride-1 layers with at least 64 channels and filters per group and 200 MFLOP of work
+ * take the Winograd F(2x2, 3x3) path (native/ops/conv2d_cpu_winograd.cc) forward and for dx, on
+ * any CPU: 13x13 outputs end in half-filled 2x2 tiles.
+ */
+const winograd: [string, ConvParams][] = [
+  ['AlexNet conv5-like 3x3 pad 1 on 13x13 (Winograd forward and dx)', { N: 4, C: 128, H: 13, W: 13, F: 160, KH: 3, KW: 3, sh: 1, sw: 1, ph: 1, pw: 1, groups: 1 }],
+];
+
+describe('conv2d with large batches, conv1 shapes and Winograd shapes', () => {
+  for (const [name, p] of [...shapes, ...narrow, ...winograd]) {
     it(`${name}: y, dx, dw and db against double precision`, async () => {
       const xs = [p.N, p.C, p.H, p.W];
       const ws = [p.F, p.C / p.groups, p.KH, p.KW];

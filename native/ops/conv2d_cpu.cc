@@ -36,6 +36,7 @@
 
 #include "ops/conv2d_blocked.h"
 #include "ops/conv2d_direct.h"
+#include "ops/conv2d_winograd.h"
 #include "ops/gemm.h"
 
 namespace cn {
@@ -200,6 +201,7 @@ void over_images(ThreadPool* pool, int N, const Body& body) {
 void conv2d_forward_cpu(ThreadPool* pool, const Conv2dShape& s, const float* x, const float* w,
                         const float* b, float* y) {
   if (conv2d_direct_applies(s)) return conv2d_forward_direct(pool, s, x, w, b, y);
+  if (conv2d_winograd_applies(s)) return conv2d_forward_winograd(pool, s, x, w, b, y);
   if (conv2d_blocked_applies(s)) return conv2d_forward_blocked(pool, s, x, w, b, y);
   const Dims d = dims_of(s);
   const int64_t ystride = int64_t(s.F) * d.P, xstride = int64_t(s.C) * d.HW;
@@ -254,6 +256,8 @@ void conv2d_forward_cpu(ThreadPool* pool, const Conv2dShape& s, const float* x, 
 
 void conv2d_backward_data_cpu(ThreadPool* pool, const Conv2dShape& s, const float* dy,
                               const float* w, float* dx) {
+  if (conv2d_winograd_applies(s, /*backward_data=*/true))
+    return conv2d_backward_data_winograd(pool, s, dy, w, dx);
   if (conv2d_blocked_applies(s)) return conv2d_backward_data_blocked(pool, s, dy, w, dx);
   const Dims d = dims_of(s);
   const int64_t ystride = int64_t(s.F) * d.P, xstride = int64_t(s.C) * d.HW;

@@ -7,12 +7,41 @@
 // beta == 0 overwrites C without reading it (NaN in C does not propagate).
 // The pool splits the work across its workers; pass nullptr to run on the calling thread only.
 #pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
 #include "core/parallel.h"
 
 namespace cn {
 
 void sgemm(ThreadPool* pool, bool transA, bool transB, int M, int N, int K, float alpha,
            const float* A, int lda, const float* B, int ldb, float beta, float* C, int ldc);
+
+// op(A) [M,K] packed once into the panels sgemm would pack it into on each call (alpha folded
+// in), for an A that multiplies many B: the Winograd path's transformed filters, one per
+// transform point, multiply every chunk of tiles. Valid for this process's micro-kernel only.
+struct PackedA {
+  int M = 0, K = 0;
+  int kcb = 0, mcb = 0, mr = 0, nmb = 0;  // the blocking it was packed for
+  std::vector<float> data;
+  // Where element (i, k) of A lies in `data`, for writers that produce A straight into its
+  // packed form (sgemm_layout_a); elements that are never written stay zero.
+  int64_t at(int i, int k) const {
+    const int kb = k / kcb, kk = k - kb * kcb, kc = std::min(kcb, K - kb * kcb);
+    const int mb = i / mcb, ii = i - mb * mcb, panel = ii / mr, r = ii - panel * mr;
+    return (int64_t(kb) * nmb + mb) * mcb * kcb + (int64_t(panel) * kc + kk) * mr + r;
+  }
+};
+void sgemm_pack_a(bool transA, int M, int K, float alpha, const float* A, int lda, PackedA* out);
+// Sets out's blocking for an M x K operand and sizes its data, zeroed where the layout changed
+// (a writer then fills it through at()).
+void sgemm_layout_a(int M, int K, PackedA* out);
+// C[M,N] = A * op(B) + beta * C with A packed by sgemm_pack_a, on the calling thread. Each
+// element is the same sum, bit for bit, whatever N is and wherever its column lies in B, and
+// the same as sgemm's with the unpacked A when M, N > 1.
+void sgemm_packed_a(const PackedA& A, bool transB, int N, const float* B, int ldb, float beta,
+                    float* C, int ldc);
 
 // The micro-kernel chosen for this CPU: "avx512", "avx2", "sse" or "portable".
 const char* sgemm_kernel_name();

@@ -315,14 +315,16 @@ void pack_b(const Isa& I, bool tB, const float* B, int ldb, int p0, int kc, int 
 }
 
 // The blocked product on the calling thread. M, N, K > 0 and alpha != 0.
+// With `packed` (sgemm_pack_a's panels of the same M, K, alpha), A and lda are unused.
 void gemm_serial(const Isa& I, bool tA, bool tB, int M, int N, int K, float alpha,
                  const float* A, int lda, const float* B, int ldb, float beta, float* C,
-                 int ldc) {
+                 int ldc, const PackedA* packed = nullptr) {
   static thread_local Scratch a_buf, b_buf, t_buf;
   const int kcb = block_size(K, KC, 1);
   const int mcb = block_size(M, MC, I.mr);
   const int ncb = block_size(N, NC, I.nr);
-  float* ap = a_buf.get(static_cast<size_t>(mcb) * kcb);
+  const int nmb = (M + mcb - 1) / mcb;
+  float* ap = packed ? nullptr : a_buf.get(static_cast<size_t>(mcb) * kcb);
   float* bp = b_buf.get(static_cast<size_t>(ncb) * kcb);
   float* tile = t_buf.get(static_cast<size_t>(I.mr) * I.nr);
 
@@ -334,7 +336,12 @@ void gemm_serial(const Isa& I, bool tA, bool tB, int M, int N, int K, float alph
       pack_b(I, tB, B, ldb, pc, kc, jc, nc, bp);
       for (int ic = 0; ic < M; ic += mcb) {
         const int mc = std::min(mcb, M - ic);
-        pack_a(tA, A, lda, ic, mc, pc, kc, alpha, I.mr, ap);
+        if (packed) {
+          ap = const_cast<float*>(packed->data.data()) +
+               (static_cast<int64_t>(pc / kcb) * nmb + ic / mcb) * mcb * kcb;
+        } else {
+          pack_a(tA, A, lda, ic, mc, pc, kc, alpha, I.mr, ap);
+        }
         for (int jr = 0; jr < nc; jr += I.nr) {
           const int cols = std::min(I.nr, nc - jr);
           const int pw = panel_width(I, nc, jr);
@@ -509,6 +516,47 @@ void sgemm_reference(bool transA, bool transB, int M, int N, int K, float alpha,
       c = beta == 0.0f ? alpha * sum : alpha * sum + beta * c;
     }
   }
+}
+
+void sgemm_layout_a(int M, int K, PackedA* out) {
+  const Isa& I = isa();
+  const int kcb = K > 0 ? block_size(K, KC, 1) : 0, mcb = M > 0 ? block_size(M, MC, I.mr) : 0;
+  const int nkb = K > 0 ? (K + kcb - 1) / kcb : 0, nmb = M > 0 ? (M + mcb - 1) / mcb : 0;
+  const size_t size = static_cast<size_t>(nkb) * nmb * mcb * kcb;
+  if (out->M == M && out->K == K && out->mr == I.mr && out->data.size() == size) return;
+  out->M = M;
+  out->K = K;
+  out->mr = I.mr;
+  out->kcb = kcb;
+  out->mcb = mcb;
+  out->nmb = nmb;
+  out->data.assign(size, 0.0f);
+}
+
+void sgemm_pack_a(bool transA, int M, int K, float alpha, const float* A, int lda,
+                  PackedA* out) {
+  const Isa& I = isa();
+  sgemm_layout_a(M, K, out);
+  if (M <= 0 || K <= 0) return;
+  const int nmb = out->nmb;
+  for (int pc = 0; pc < K; pc += out->kcb)
+    for (int ic = 0; ic < M; ic += out->mcb)
+      pack_a(transA, A, lda, ic, std::min(out->mcb, M - ic), pc, std::min(out->kcb, K - pc),
+             alpha, I.mr,
+             out->data.data() +
+                 (static_cast<int64_t>(pc / out->kcb) * nmb + ic / out->mcb) * out->mcb *
+                     out->kcb);
+}
+
+void sgemm_packed_a(const PackedA& A, bool transB, int N, const float* B, int ldb, float beta,
+                    float* C, int ldc) {
+  if (A.M <= 0 || N <= 0) return;
+  if (A.K <= 0) {
+    scale_c(A.M, N, beta, C, ldc);
+    return;
+  }
+  const Isa& I = isa();
+  gemm_serial(I, false, transB, A.M, N, A.K, 1.0f, nullptr, 0, B, ldb, beta, C, ldc, &A);
 }
 
 const char* sgemm_kernel_name() { return isa().name; }

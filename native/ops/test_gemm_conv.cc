@@ -12,7 +12,7 @@
 // Build from the repository root (pass --no-bench to skip the timings):
 //   g++ -O3 -std=c++17 -pthread -Inative native/core/parallel.cc native/ops/gemm_cpu.cc
 //       native/ops/conv2d_cpu.cc native/ops/conv2d_cpu_blocked.cc native/ops/conv2d_cpu_direct.cc
-//       native/ops/test_gemm_conv.cc
+//       native/ops/conv2d_cpu_winograd.cc native/ops/test_gemm_conv.cc
 //       -o /tmp/test_gemm_conv
 #include <algorithm>
 #include <chrono>
@@ -29,6 +29,7 @@
 #include "ops/conv2d.h"
 #include "ops/conv2d_blocked.h"
 #include "ops/conv2d_direct.h"
+#include "ops/conv2d_winograd.h"
 #include "ops/gemm.h"
 
 using namespace cn;
@@ -131,6 +132,44 @@ void test_gemm(ThreadPool* pool) {
   run(pool, false, false, 3, 5, 7, 0, 0.0f, 0.5f);
   std::printf("(a) sgemm: %d cases, %d mismatches\n", cases, bad);
   check(bad == 0, "sgemm vs reference");
+
+  // A packed once (sgemm_pack_a, or written through PackedA::at after sgemm_layout_a) gives the
+  // same bits as sgemm (M, N > 1) on one thread, for every column block of B it multiplies; M and K cross
+  // the MC = 192 / KC = 256 blocking. NaN in C before a beta == 0 product must not survive.
+  int packed_bad = 0;
+  for (int it = 0; it < 40; ++it) {
+    const bool tA = rand_int(0, 1), tB = rand_int(0, 1);
+    // (M or N == 1 would send sgemm down its matrix-vector path, which sums in another order.)
+    const int M = it < 4 ? 200 + it : rand_int(2, 70), K = it < 4 ? 257 + 30 * it : rand_int(1, 90);
+    const int N = rand_int(2, 90), lda = (tA ? M : K) + rand_int(0, 3);
+    const int ldb = (tB ? K : N) + rand_int(0, 3);
+    const float alpha = it % 3 == 0 ? 0.5f : 1.0f, beta = it % 2 ? 0.0f : 1.0f;
+    std::vector<float> A(size_t(tA ? K : M) * lda), B(size_t(tB ? N : K) * ldb), C0(size_t(M) * N);
+    fill_random(A);
+    fill_random(B);
+    fill_random(C0);
+    std::vector<float> C1 = C0, C2 = C0;
+    if (beta == 0.0f) std::fill(C2.begin(), C2.end(), std::numeric_limits<float>::quiet_NaN());
+    sgemm(nullptr, tA, tB, M, N, K, alpha, A.data(), lda, B.data(), ldb, beta, C1.data(), N);
+    PackedA P, Q;
+    sgemm_pack_a(tA, M, K, alpha, A.data(), lda, &P);
+    sgemm_layout_a(M, K, &Q);
+    for (int i = 0; i < M; ++i)
+      for (int k = 0; k < K; ++k)
+        Q.data[Q.at(i, k)] = alpha * (tA ? A[size_t(k) * lda + i] : A[size_t(i) * lda + k]);
+    // Two column blocks, the second starting mid-panel.
+    const int n1 = std::min(N, 1 + N / 3);
+    for (const PackedA* pa : {&P, &Q}) {
+      std::vector<float> C = beta == 0.0f ? C2 : C0;
+      sgemm_packed_a(*pa, tB, n1, B.data(), ldb, beta, C.data(), N);
+      if (N > n1)
+        sgemm_packed_a(*pa, tB, N - n1, tB ? B.data() + size_t(n1) * ldb : B.data() + n1, ldb,
+                       beta, C.data() + n1, N);
+      if (C != C1) ++packed_bad;
+    }
+  }
+  std::printf("(a) sgemm with packed A: 80 cases, %d mismatches\n", packed_bad);
+  check(packed_bad == 0, "sgemm_packed_a vs sgemm");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -329,6 +368,53 @@ void test_conv(ThreadPool* pool) {
     conv2d_backward_filter_cpu(pool, s, A.x.data(), A.dy.data(), A.dw.data(), A.db.data());
     conv2d_backward_filter_cpu(nullptr, s, A.x.data(), A.dy.data(), B.dw.data(), B.db.data());
     check(A.y == B.y && A.dw == B.dw && A.db == B.db, "direct conv: same bits with 1 and 2 threads");
+  }
+  // The Winograd path (conv2d_cpu_winograd.cc, any ISA): 3x3 stride 1, forward and backward
+  // data. AlexNet's conv3 shape must take it unless CN_CONV_WINOGRAD=0; then, with the path forced
+  // on (CN_CONV_WINOGRAD=1), small and odd shapes: every padding it takes, odd output sizes
+  // (partial tiles), groups, tiles split across images and chunks, one image, no pool.
+  {
+    const char* env = std::getenv("CN_CONV_WINOGRAD");
+    const std::string saved = env ? env : "";
+    const bool off = env && saved == "0";
+    check(conv2d_winograd_applies(make_shape(8, 256, 13, 13, 384, 3, 3, 1, 1, 1, 1, 1)) == !off &&
+              conv2d_winograd_applies(make_shape(8, 384, 13, 13, 256, 3, 3, 1, 1, 1, 1, 2), true) ==
+                  !off,
+          "Winograd conv path taken for AlexNet's conv3 and conv5");
+    check(!conv2d_winograd_applies(make_shape(8, 256, 13, 13, 384, 3, 3, 2, 2, 1, 1, 1)) &&
+              !conv2d_winograd_applies(make_shape(8, 256, 13, 13, 384, 3, 3, 1, 1, 3, 3, 1)) &&
+              !conv2d_winograd_applies(make_shape(8, 256, 13, 13, 384, 5, 5, 1, 1, 1, 1, 1)),
+          "Winograd conv path: 3x3, stride 1, padding <= 2 only");
+    run(pool, make_shape(3, 64, 13, 13, 64, 3, 3, 1, 1, 1, 1, 1), true);  // as taken by shape
+    if (!off) {
+      setenv("CN_CONV_WINOGRAD", "1", 1);
+      run(pool, make_shape(2, 12, 13, 13, 20, 3, 3, 1, 1, 1, 1, 2), true);    // conv5-like, 2 groups
+      run(nullptr, make_shape(1, 5, 7, 6, 3, 3, 3, 1, 1, 0, 0, 1), false);    // no padding, 1 image
+      run(pool, make_shape(4, 6, 6, 6, 9, 3, 3, 1, 1, 2, 2, 3), true);        // padding 2, 3 groups
+      run(pool, make_shape(3, 8, 3, 3, 8, 3, 3, 1, 1, 0, 1, 1), false);       // one output row
+      run(pool, make_shape(50, 4, 5, 5, 4, 3, 3, 1, 1, 1, 1, 1), true);       // 450 tiles: chunks
+      for (int it = 0; it < 24; ++it) {
+        const int G = rand_int(1, 3), ph = rand_int(0, 2), pw = rand_int(0, 2);
+        const int H = std::max(3 - 2 * ph, 1) + rand_int(0, 12);
+        const int W = std::max(3 - 2 * pw, 1) + rand_int(0, 12);
+        run(it % 3 ? pool : nullptr, make_shape(rand_int(1, 6), G * rand_int(1, 20), H, W,
+                                                G * rand_int(1, 20), 3, 3, 1, 1, ph, pw, G),
+            it % 2);
+      }
+      // The same bits with the pool and without it.
+      const Conv2dShape s = make_shape(5, 16, 11, 9, 24, 3, 3, 1, 1, 1, 1, 2);
+      ConvBufs A = make_bufs(s), B = make_bufs(s);
+      conv2d_forward_cpu(pool, s, A.x.data(), A.w.data(), A.b.data(), A.y.data());
+      conv2d_forward_cpu(nullptr, s, A.x.data(), A.w.data(), A.b.data(), B.y.data());
+      conv2d_backward_data_cpu(pool, s, A.dy.data(), A.w.data(), A.dx.data());
+      conv2d_backward_data_cpu(nullptr, s, A.dy.data(), A.w.data(), B.dx.data());
+      check(A.y == B.y && A.dx == B.dx, "Winograd conv: same bits with 1 and 2 threads");
+      if (env) {
+        setenv("CN_CONV_WINOGRAD", saved.c_str(), 1);
+      } else {
+        unsetenv("CN_CONV_WINOGRAD");
+      }
+    }
   }
   // Random shapes.
   for (int it = 0; it < 60; ++it) {

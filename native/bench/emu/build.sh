@@ -14,6 +14,6 @@ flags=(-std=c++20 -O1 -g -pthread -Wall -Wno-unknown-pragmas -Wno-unused-functio
 sources=("$here/test_bench_emu.cc" "$root/native/emu/emu.cc")
 for f in timer cudnn_loader cudnn_conv; do sources+=("$root/native/bench/$f.cc"); done
 for f in parallel allocator device cuda_device; do sources+=("$root/native/core/$f.cc"); done
-for f in conv2d_cpu conv2d_cpu_blocked conv2d_cpu_direct gemm_cpu; do sources+=("$root/native/ops/$f.cc"); done
+for f in conv2d_cpu conv2d_cpu_blocked conv2d_cpu_direct conv2d_cpu_winograd gemm_cpu; do sources+=("$root/native/ops/$f.cc"); done
 "$cxx" "${flags[@]}" "${sources[@]}" -ldl -o "$out/test_bench_emu"
 "$out/test_bench_emu" "$out/fake_cudnn.so"

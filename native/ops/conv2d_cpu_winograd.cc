@@ -1,0 +1,318 @@
+// conv2d on the CPU by Winograd's minimal filtering, F(2x2, 3x3): each 2x2 block of outputs
+// ("tile") of a 3x3 stride-1 convolution from 16 multiplications per channel pair instead of 36
+// (Lavin and Gray, 2015). See conv2d_winograd.h for when it runs and conv2d.h for the contract.
+//
+// For one output channel f, one input channel c and one tile, with d the 4x4 input patch under
+// the tile (zero outside the image) and k the 3x3 filter:
+//   V = B^T d B          (input transform, 4x4)
+//   U = G k G^T          (filter transform, 4x4)
+//   Y = A^T [sum over c of U .* V] A     (output transform, 2x2)
+//   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]
+//   G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]
+//   A^T = [1 1 1 0; 0 1 -1 -1]
+// The sum over c, for each of the 16 points xi of the 4x4 transform domain, is a GEMM:
+//   M_xi [Fg, tiles] = U_xi [Fg, Cg] * V_xi [Cg, tiles]
+// so the work is 16 GEMMs with K = Cg (sgemm's micro-kernels, any instruction set) plus the
+// transforms, which are O(C*H*W) and O(F*OH*OW) additions.
+//
+// Layout: tiles are numbered over (image, tile row, tile column) of the whole batch. The batch's
+// tiles are split into contiguous ranges, one per pool worker, and each worker runs its range in
+// chunks of kTiles tiles: it transforms the chunk's inputs into V [16][Cg][chunk] (thread_local,
+// reused), runs the 16 GEMMs into M [16][Fg][chunk] and transforms M into y, per group. The
+// filters are transformed once per call (all workers share them) and packed once into sgemm's
+// A panels (sgemm_pack_a), so the chunks' GEMMs do no A packing. Each output element is one
+// chunk's GEMM sum in a fixed order, so the result does not depend on the thread count.
+//
+// Backward data of a 3x3 stride-1 convolution is a forward one of dy with the filters flipped
+// and input and output channels swapped, padded by 2 - ph (2 - pw): the same code runs it.
+#include "ops/conv2d_winograd.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "ops/cpu_scratch.h"
+#include "ops/gemm.h"
+
+namespace cn {
+namespace {
+
+constexpr int kTiles = 64;  // tiles per chunk: the GEMMs' N (two AVX-512 column panels)
+
+// The 16 transform points' arrays are laid out one after another with this stride: their size
+// rounded up to 16 floats, plus 16, so the 16 streams a transform reads or writes at once do
+// not all fall into the same cache sets (sizes are often multiples of 4 KiB).
+inline int64_t xi_stride_of(int64_t floats) { return (floats + 15) / 16 * 16 + 16; }
+
+// -1: by shape; 0: off; 1: every computable shape.
+int env_mode() {
+  const char* e = std::getenv("CN_CONV_WINOGRAD");
+  if (e == nullptr || *e == '\0') return -1;
+  return std::strcmp(e, "0") == 0 ? 0 : 1;
+}
+
+bool computable(const Conv2dShape& s) {
+  return s.KH == 3 && s.KW == 3 && s.sh == 1 && s.sw == 1 && s.ph >= 0 && s.ph <= 2 &&
+         s.pw >= 0 && s.pw <= 2 && s.OH > 0 && s.OW > 0 && s.C > 0 && s.F > 0;
+}
+
+// Transforms filters and writes U = G k G^T straight into the packed GEMM operands of group g,
+// packs[16 g + xi] (all 16 share one layout). Operand row i, column q is filter (f, c) =
+// (i, q) forward and (q, i) backward data (`flip`: the kernel flipped, k[8 - tap], and the
+// operand transposed). One micro-panel of mr rows at a time, whose rows are contiguous in the
+// packed layout: the arithmetic runs across them in the vector lanes and each store is mr
+// contiguous floats.
+void transform_panel(const Conv2dShape& s, const float* w, bool flip, int g, int i0,
+                     PackedA* packs) {
+  constexpr int L = 8;   // >= every micro-kernel's mr
+  constexpr int Q = 32;  // columns transformed before they are stored, one operand at a time
+  const int Cg = s.C / s.G, Fg = s.F / s.G;
+  const int M = packs[0].M, K = packs[0].K, mr = packs[0].mr;
+  const int rows = std::min(mr, M - i0);
+  const float* wg = w + int64_t(g) * Fg * Cg * 9;
+  alignas(64) float v[16][Q][L];  // 16 KiB: the 16 operands' values for Q columns
+  for (int q0 = 0; q0 < K; q0 += Q) {
+    const int nq = std::min(Q, K - q0);
+    for (int dq = 0; dq < nq; ++dq) {
+      const int q = q0 + dq;
+      float k[9][L], t[4][3][L];
+      for (int l = 0; l < L; ++l) {
+        const int i = i0 + std::min(l, rows - 1);  // lanes past the last row repeat it, unused
+        const float* src = wg + (flip ? int64_t(q) * Cg + i : int64_t(i) * Cg + q) * 9;
+        for (int tap = 0; tap < 9; ++tap) k[tap][l] = src[flip ? 8 - tap : tap];
+      }
+      for (int j = 0; j < 3; ++j)
+        for (int l = 0; l < L; ++l) {
+          const float a = k[j][l], b = k[3 + j][l], c = k[6 + j][l];
+          t[0][j][l] = a;
+          t[1][j][l] = 0.5f * (a + b + c);
+          t[2][j][l] = 0.5f * (a - b + c);
+          t[3][j][l] = c;
+        }
+      for (int r = 0; r < 4; ++r)
+        for (int l = 0; l < L; ++l) {
+          const float a = t[r][0][l], b = t[r][1][l], c = t[r][2][l];
+          v[4 * r + 0][dq][l] = a;
+          v[4 * r + 1][dq][l] = 0.5f * (a + b + c);
+          v[4 * r + 2][dq][l] = 0.5f * (a - b + c);
+          v[4 * r + 3][dq][l] = c;
+        }
+    }
+    // One operand at a time: 16 store streams at once would fight over the same cache sets.
+    int64_t at[Q];
+    for (int dq = 0; dq < nq; ++dq) at[dq] = packs[0].at(i0, q0 + dq);
+    for (int xi = 0; xi < 16; ++xi) {
+      float* o = packs[xi].data.data();
+      for (int dq = 0; dq < nq; ++dq)
+        for (int l = 0; l < rows; ++l) o[at[dq] + l] = v[xi][dq][l];
+    }
+  }
+}
+
+// The 16 GEMM A operands of every group: forward, U_xi of group g is the [Fg, Cg] matrix of the
+// transformed filters; backward data (`flip`), the flipped filters' transform, transposed
+// ([Cg, Fg]: the equivalent forward's filters).
+void prepare_filters(ThreadPool* pool, const Conv2dShape& s, const float* w, bool flip,
+                     std::vector<PackedA>& packs) {
+  const int Cg = s.C / s.G, Fg = s.F / s.G;
+  packs.resize(size_t(16) * s.G);
+  for (PackedA& p : packs) sgemm_layout_a(flip ? Cg : Fg, flip ? Fg : Cg, &p);
+  const int mr = packs[0].mr, M = packs[0].M;
+  const int panels = (M + mr - 1) / mr;
+  parallel_for(pool, int64_t(s.G) * panels, [&](int64_t b, int64_t e, int) {
+    for (int64_t j = b; j < e; ++j) {
+      const int g = int(j / panels);
+      transform_panel(s, w, flip, g, int(j % panels) * mr, &packs[size_t(g) * 16]);
+    }
+  });
+}
+
+// xt [N][H][W][C] = x [N][C][H][W]: channels innermost, so the input transform runs across
+// channels in the vector lanes. Blocks of 16 channels x 16 cells keep both sides in cache.
+void to_channels_last(ThreadPool* pool, const Conv2dShape& s, const float* x, float* xt) {
+  const int64_t hw = int64_t(s.H) * s.W, C = s.C;
+  const int64_t cb = (C + 15) / 16;
+  parallel_for(pool, s.N * cb, [&](int64_t b, int64_t e, int) {
+    for (int64_t job = b; job < e; ++job) {
+      const int64_t n = job / cb, c0 = job % cb * 16, c1 = std::min(C, c0 + 16);
+      const float* xn = x + n * C * hw;
+      float* tn = xt + n * C * hw;
+      for (int64_t p0 = 0; p0 < hw; p0 += 16) {
+        const int64_t p1 = std::min(hw, p0 + 16);
+        for (int64_t c = c0; c < c1; ++c)
+          for (int64_t p = p0; p < p1; ++p) tn[p * C + c] = xn[c * hw + p];
+      }
+    }
+  });
+}
+
+// Where a chunk's tiles lie: the image, and the top-left corner (y0, x0) of the 4x4 input patch.
+struct TileAt {
+  int64_t image;
+  int y0, x0;
+};
+
+void locate_tiles(const Conv2dShape& s, int64_t t0, int nt, TileAt* at) {
+  const int TW = (s.OW + 1) / 2;
+  const int64_t per_image = int64_t((s.OH + 1) / 2) * TW;
+  for (int j = 0; j < nt; ++j) {
+    const int64_t t = t0 + j;
+    const int r = int(t % per_image);
+    at[j].image = t / per_image;
+    at[j].y0 = 2 * (r / TW) - s.ph;
+    at[j].x0 = 2 * (r % TW) - s.pw;
+  }
+}
+
+// V[xi][j][c] = (B^T d B)[xi] for the chunk's tiles j and group g's input channels c, from the
+// channels-last input; cells outside the image read a row of zeros.
+void input_transform(const Conv2dShape& s, const float* xt, const float* zeros, int g, int Cg,
+                     const TileAt* at, int nt, float* V) {
+  const int64_t xi_stride = xi_stride_of(int64_t(nt) * Cg);
+  for (int j = 0; j < nt; ++j) {
+    const TileAt& a = at[j];
+    const float* d[16];
+    for (int i = 0; i < 4; ++i)
+      for (int k = 0; k < 4; ++k) {
+        const int yy = a.y0 + i, xx = a.x0 + k;
+        d[4 * i + k] = (yy >= 0 && yy < s.H && xx >= 0 && xx < s.W)
+                           ? xt + ((a.image * s.H + yy) * s.W + xx) * s.C + int64_t(g) * Cg
+                           : zeros;
+      }
+    float* o = V + int64_t(j) * Cg;
+#pragma GCC ivdep
+    for (int c = 0; c < Cg; ++c) {
+      float t[4][4];
+      for (int k = 0; k < 4; ++k) {
+        t[0][k] = d[k][c] - d[8 + k][c];
+        t[1][k] = d[4 + k][c] + d[8 + k][c];
+        t[2][k] = d[8 + k][c] - d[4 + k][c];
+        t[3][k] = d[4 + k][c] - d[12 + k][c];
+      }
+      for (int i = 0; i < 4; ++i) {
+        o[(4 * i + 0) * xi_stride + c] = t[i][0] - t[i][2];
+        o[(4 * i + 1) * xi_stride + c] = t[i][1] + t[i][2];
+        o[(4 * i + 2) * xi_stride + c] = t[i][2] - t[i][1];
+        o[(4 * i + 3) * xi_stride + c] = t[i][1] - t[i][3];
+      }
+    }
+  }
+}
+
+// y[image][g*Fg + f][tile's 2x2] = A^T M A (+ bias), for the chunk's tiles: across tiles in the
+// vector lanes into `tmp` [4][nt], then into y; cells past the output's edge (odd OH or OW) are
+// not written.
+void output_transform(const Conv2dShape& s, const float* M, int g, int Fg, const TileAt* at,
+                      int nt, const float* bias, float* tmp, float* y) {
+  const int OH = s.OH, OW = s.OW;
+  const int64_t plane = int64_t(OH) * OW, xi_stride = xi_stride_of(int64_t(Fg) * nt);
+  for (int f = 0; f < Fg; ++f) {
+    const float bf = bias ? bias[g * Fg + f] : 0.0f;
+    const float* m = M + int64_t(f) * nt;
+    float* o0 = tmp;
+    float* o1 = tmp + nt;
+    float* o2 = tmp + 2 * nt;
+    float* o3 = tmp + 3 * nt;
+#pragma GCC ivdep
+    for (int j = 0; j < nt; ++j) {
+      float t[2][4];
+      for (int k = 0; k < 4; ++k) {
+        const float a = m[k * xi_stride + j], b = m[(4 + k) * xi_stride + j];
+        const float c = m[(8 + k) * xi_stride + j], d = m[(12 + k) * xi_stride + j];
+        t[0][k] = a + b + c;
+        t[1][k] = b - c - d;
+      }
+      o0[j] = t[0][0] + t[0][1] + t[0][2] + bf;
+      o1[j] = t[0][1] - t[0][2] - t[0][3] + bf;
+      o2[j] = t[1][0] + t[1][1] + t[1][2] + bf;
+      o3[j] = t[1][1] - t[1][2] - t[1][3] + bf;
+    }
+    for (int j = 0; j < nt; ++j) {
+      const TileAt& a = at[j];
+      const int oy = a.y0 + s.ph, ox = a.x0 + s.pw;
+      float* yc = y + (a.image * s.F + int64_t(g) * Fg + f) * plane + int64_t(oy) * OW + ox;
+      const bool right = ox + 1 < OW;
+      yc[0] = o0[j];
+      if (right) yc[1] = o1[j];
+      if (oy + 1 < OH) {
+        yc[OW] = o2[j];
+        if (right) yc[OW + 1] = o3[j];
+      }
+    }
+  }
+}
+
+// The forward convolution of shape s with filters already transformed and packed.
+void run(ThreadPool* pool, const Conv2dShape& s, const float* x, const std::vector<PackedA>& U,
+         const float* bias, float* y) {
+  const int Cg = s.C / s.G, Fg = s.F / s.G;
+  const int64_t tiles = int64_t(s.N) * ((s.OH + 1) / 2) * ((s.OW + 1) / 2);
+  static thread_local AlignedScratch xt_buf, zero_buf;  // the calling (queue) thread's
+  float* xt = xt_buf.get(size_t(s.N) * s.C * s.H * s.W);
+  float* zeros = zero_buf.get(Cg);
+  std::fill(zeros, zeros + Cg, 0.0f);
+  to_channels_last(pool, s, x, xt);
+  parallel_for(pool, tiles, [&](int64_t t0, int64_t t1, int) {
+    static thread_local AlignedScratch vbuf, mbuf, tbuf;
+    static thread_local std::vector<TileAt> at_buf;
+    at_buf.resize(kTiles);
+    TileAt* at = at_buf.data();
+    float* V = vbuf.get(16 * xi_stride_of(int64_t(Cg) * kTiles));
+    float* M = mbuf.get(16 * xi_stride_of(int64_t(Fg) * kTiles));
+    float* tmp = tbuf.get(4 * kTiles);
+    for (int64_t c0 = t0; c0 < t1; c0 += kTiles) {
+      const int nt = int(std::min<int64_t>(kTiles, t1 - c0));
+      locate_tiles(s, c0, nt, at);
+      for (int g = 0; g < s.G; ++g) {
+        input_transform(s, xt, zeros, g, Cg, at, nt, V);
+        const int64_t vs = xi_stride_of(int64_t(nt) * Cg), ms = xi_stride_of(int64_t(Fg) * nt);
+        for (int xi = 0; xi < 16; ++xi)
+          sgemm_packed_a(U[size_t(g) * 16 + xi], true, nt, V + xi * vs, Cg, 0.0f, M + xi * ms,
+                         nt);
+        output_transform(s, M, g, Fg, at, nt, bias, tmp, y);
+      }
+    }
+  });
+}
+
+}  // namespace
+
+bool conv2d_winograd_applies(const Conv2dShape& s, bool backward_data) {
+  (void)backward_data;  // the same shapes either way (measured)
+  const int mode = env_mode();
+  if (mode == 0 || !computable(s)) return false;
+  if (mode == 1) return true;
+  // Measured on AlexNet and AlexNet-mini (2 threads, AVX-512): with fewer than 64 channels or
+  // filters per group, or under ~200 MFLOP of direct work, the transforms and the per-call
+  // filter packing cost what the saved multiplications gain (AlexNet-mini's conv4 and conv5 at
+  // width 0.5, and every AlexNet-mini layer at batch 8, ran 0.5-1.0x im2col's speed).
+  const int Cg = s.C / s.G, Fg = s.F / s.G;
+  const double flops = 2.0 * s.N * s.F * Cg * s.OH * s.OW * 9;
+  return Cg >= 64 && Fg >= 64 && flops >= 2e8;
+}
+
+void conv2d_forward_winograd(ThreadPool* pool, const Conv2dShape& s, const float* x,
+                             const float* w, const float* b, float* y) {
+  static thread_local std::vector<PackedA> packs;
+  prepare_filters(pool, s, w, /*flip=*/false, packs);
+  run(pool, s, x, packs, b, y);
+}
+
+void conv2d_backward_data_winograd(ThreadPool* pool, const Conv2dShape& s, const float* dy,
+                                   const float* w, float* dx) {
+  static thread_local std::vector<PackedA> packs;
+  prepare_filters(pool, s, w, /*flip=*/true, packs);
+  Conv2dShape t = s;  // the equivalent forward: dy -> dx
+  t.C = s.F;
+  t.H = s.OH;
+  t.W = s.OW;
+  t.F = s.C;
+  t.ph = 2 - s.ph;
+  t.pw = 2 - s.pw;
+  t.OH = s.H;
+  t.OW = s.W;
+  run(pool, t, dy, packs, nullptr, dx);
+}
+
+}  // namespace cn
