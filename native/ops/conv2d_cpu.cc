@@ -256,8 +256,7 @@ void conv2d_forward_cpu(ThreadPool* pool, const Conv2dShape& s, const float* x, 
 
 void conv2d_backward_data_cpu(ThreadPool* pool, const Conv2dShape& s, const float* dy,
                               const float* w, float* dx) {
-  if (conv2d_winograd_applies(s, /*backward_data=*/true))
-    return conv2d_backward_data_winograd(pool, s, dy, w, dx);
+  if (conv2d_winograd_applies(s)) return conv2d_backward_data_winograd(pool, s, dy, w, dx);
   if (conv2d_blocked_applies(s)) return conv2d_backward_data_blocked(pool, s, dy, w, dx);
   const Dims d = dims_of(s);
   const int64_t ystride = int64_t(s.F) * d.P, xstride = int64_t(s.C) * d.HW;
@@ -302,6 +301,8 @@ void conv2d_backward_filter_cpu(ThreadPool* pool, const Conv2dShape& s, const fl
                                 const float* dy, float* dw, float* db) {
   if (conv2d_direct_applies(s, /*filter_grad=*/true))
     return conv2d_backward_filter_direct(pool, s, x, dy, dw, db);
+  if (conv2d_winograd_applies(s, /*filter_grad=*/true))
+    return conv2d_backward_filter_winograd(pool, s, x, dy, dw, db);
   if (conv2d_blocked_applies(s, /*filter_grad=*/true))
     return conv2d_backward_filter_blocked(pool, s, x, dy, dw, db);
   const Dims d = dims_of(s);

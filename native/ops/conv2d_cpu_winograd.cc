@@ -40,6 +40,10 @@ namespace {
 
 constexpr int kTiles = 64;  // tiles per chunk: the GEMMs' N (two AVX-512 column panels)
 
+// The filter gradient's GEMMs reduce over at most this many tiles at a time, which bounds its
+// transformed tiles to 16 x (Cg + Fg) x 512 floats (14 MiB for AlexNet's conv3).
+constexpr int64_t kFilterTiles = 512;
+
 // The 16 transform points' arrays are laid out one after another with this stride: their size
 // rounded up to 16 floats, plus 16, so the 16 streams a transform reads or writes at once do
 // not all fall into the same cache sets (sizes are often multiples of 4 KiB).
@@ -138,10 +142,13 @@ void to_channels_last(ThreadPool* pool, const Conv2dShape& s, const float* x, fl
       const int64_t n = job / cb, c0 = job % cb * 16, c1 = std::min(C, c0 + 16);
       const float* xn = x + n * C * hw;
       float* tn = xt + n * C * hw;
+      float blk[16][16];  // [p][c]: rows read contiguously, written as contiguous runs
       for (int64_t p0 = 0; p0 < hw; p0 += 16) {
-        const int64_t p1 = std::min(hw, p0 + 16);
-        for (int64_t c = c0; c < c1; ++c)
-          for (int64_t p = p0; p < p1; ++p) tn[p * C + c] = xn[c * hw + p];
+        const int64_t np = std::min<int64_t>(16, hw - p0), nc = c1 - c0;
+        for (int64_t c = 0; c < nc; ++c)
+          for (int64_t p = 0; p < np; ++p) blk[p][c] = xn[(c0 + c) * hw + p0 + p];
+        for (int64_t p = 0; p < np; ++p)
+          for (int64_t c = 0; c < nc; ++c) tn[(p0 + p) * C + c0 + c] = blk[p][c];
       }
     }
   });
@@ -165,39 +172,41 @@ void locate_tiles(const Conv2dShape& s, int64_t t0, int nt, TileAt* at) {
   }
 }
 
-// V[xi][j][c] = (B^T d B)[xi] for the chunk's tiles j and group g's input channels c, from the
-// channels-last input; cells outside the image read a row of zeros.
-void input_transform(const Conv2dShape& s, const float* xt, const float* zeros, int g, int Cg,
-                     const TileAt* at, int nt, float* V) {
-  const int64_t xi_stride = xi_stride_of(int64_t(nt) * Cg);
-  for (int j = 0; j < nt; ++j) {
-    const TileAt& a = at[j];
-    const float* d[16];
-    for (int i = 0; i < 4; ++i)
-      for (int k = 0; k < 4; ++k) {
-        const int yy = a.y0 + i, xx = a.x0 + k;
-        d[4 * i + k] = (yy >= 0 && yy < s.H && xx >= 0 && xx < s.W)
-                           ? xt + ((a.image * s.H + yy) * s.W + xx) * s.C + int64_t(g) * Cg
-                           : zeros;
-      }
-    float* o = V + int64_t(j) * Cg;
+// out[xi * xi_stride + c] = (B^T d B)[xi] for one tile and the Cg input channels from c0 on,
+// from the channels-last input; cells outside the image read a row of zeros.
+void input_tile(const Conv2dShape& s, const float* xt, const float* zeros, int64_t c0, int Cg,
+                const TileAt& a, float* o, int64_t xi_stride) {
+  const float* d[16];
+  for (int i = 0; i < 4; ++i)
+    for (int k = 0; k < 4; ++k) {
+      const int yy = a.y0 + i, xx = a.x0 + k;
+      d[4 * i + k] = (yy >= 0 && yy < s.H && xx >= 0 && xx < s.W)
+                         ? xt + ((a.image * s.H + yy) * s.W + xx) * s.C + c0
+                         : zeros;
+    }
 #pragma GCC ivdep
-    for (int c = 0; c < Cg; ++c) {
-      float t[4][4];
-      for (int k = 0; k < 4; ++k) {
-        t[0][k] = d[k][c] - d[8 + k][c];
-        t[1][k] = d[4 + k][c] + d[8 + k][c];
-        t[2][k] = d[8 + k][c] - d[4 + k][c];
-        t[3][k] = d[4 + k][c] - d[12 + k][c];
-      }
-      for (int i = 0; i < 4; ++i) {
-        o[(4 * i + 0) * xi_stride + c] = t[i][0] - t[i][2];
-        o[(4 * i + 1) * xi_stride + c] = t[i][1] + t[i][2];
-        o[(4 * i + 2) * xi_stride + c] = t[i][2] - t[i][1];
-        o[(4 * i + 3) * xi_stride + c] = t[i][1] - t[i][3];
-      }
+  for (int c = 0; c < Cg; ++c) {
+    float t[4][4];
+    for (int k = 0; k < 4; ++k) {
+      t[0][k] = d[k][c] - d[8 + k][c];
+      t[1][k] = d[4 + k][c] + d[8 + k][c];
+      t[2][k] = d[8 + k][c] - d[4 + k][c];
+      t[3][k] = d[4 + k][c] - d[12 + k][c];
+    }
+    for (int i = 0; i < 4; ++i) {
+      o[(4 * i + 0) * xi_stride + c] = t[i][0] - t[i][2];
+      o[(4 * i + 1) * xi_stride + c] = t[i][1] + t[i][2];
+      o[(4 * i + 2) * xi_stride + c] = t[i][2] - t[i][1];
+      o[(4 * i + 3) * xi_stride + c] = t[i][1] - t[i][3];
     }
   }
+}
+
+// V[xi * xi_stride + j * Cg + c] for the chunk's tiles j.
+void input_transform(const Conv2dShape& s, const float* xt, const float* zeros, int g, int Cg,
+                     const TileAt* at, int nt, float* V, int64_t xi_stride) {
+  for (int j = 0; j < nt; ++j)
+    input_tile(s, xt, zeros, int64_t(g) * Cg, Cg, at[j], V + int64_t(j) * Cg, xi_stride);
 }
 
 // y[image][g*Fg + f][tile's 2x2] = A^T M A (+ bias), for the chunk's tiles: across tiles in the
@@ -265,8 +274,8 @@ void run(ThreadPool* pool, const Conv2dShape& s, const float* x, const std::vect
       const int nt = int(std::min<int64_t>(kTiles, t1 - c0));
       locate_tiles(s, c0, nt, at);
       for (int g = 0; g < s.G; ++g) {
-        input_transform(s, xt, zeros, g, Cg, at, nt, V);
         const int64_t vs = xi_stride_of(int64_t(nt) * Cg), ms = xi_stride_of(int64_t(Fg) * nt);
+        input_transform(s, xt, zeros, g, Cg, at, nt, V, vs);
         for (int xi = 0; xi < 16; ++xi)
           sgemm_packed_a(U[size_t(g) * 16 + xi], true, nt, V + xi * vs, Cg, 0.0f, M + xi * ms,
                          nt);
@@ -276,10 +285,41 @@ void run(ThreadPool* pool, const Conv2dShape& s, const float* x, const std::vect
   });
 }
 
+// out[xi * xi_stride + f] = (G' g G'^T)[xi] for one tile and the Fg filters from f0 on, where g is
+// the tile's 2x2 block of dy (zero past the output's edge) and G' = [1 0; 1/2 1/2; 1/2 -1/2;
+// 0 -1]: the "filter" transform of F(3x3, 2x2), whose input transform is the forward's B^T d B
+// (G' row 3 is negated to match that B's sign).
+void dy_tile(const Conv2dShape& s, const float* dyt, const float* zeros, int64_t f0, int Fg,
+             const TileAt& a, float* o, int64_t xi_stride) {
+  const int oy = a.y0 + s.ph, ox = a.x0 + s.pw;
+  const float* q[4];
+  for (int i = 0; i < 2; ++i)
+    for (int k = 0; k < 2; ++k)
+      q[2 * i + k] = (oy + i < s.OH && ox + k < s.OW)
+                         ? dyt + ((a.image * s.OH + oy + i) * s.OW + ox + k) * s.F + f0
+                         : zeros;
+#pragma GCC ivdep
+  for (int f = 0; f < Fg; ++f) {
+    const float a0 = q[0][f], b0 = q[1][f], c0 = q[2][f], d0 = q[3][f];
+    // G' g: rows (a, b), ((a+c)/2, (b+d)/2), ((a-c)/2, (b-d)/2), (-c, -d)
+    const float r[4][2] = {{a0, b0},
+                           {0.5f * (a0 + c0), 0.5f * (b0 + d0)},
+                           {0.5f * (a0 - c0), 0.5f * (b0 - d0)},
+                           {-c0, -d0}};
+    for (int i = 0; i < 4; ++i) {
+      const float p = r[i][0], t = r[i][1];
+      o[(4 * i + 0) * xi_stride + f] = p;
+      o[(4 * i + 1) * xi_stride + f] = 0.5f * (p + t);
+      o[(4 * i + 2) * xi_stride + f] = 0.5f * (p - t);
+      o[(4 * i + 3) * xi_stride + f] = -t;
+    }
+  }
+}
+
 }  // namespace
 
-bool conv2d_winograd_applies(const Conv2dShape& s, bool backward_data) {
-  (void)backward_data;  // the same shapes either way (measured)
+bool conv2d_winograd_applies(const Conv2dShape& s, bool filter_grad) {
+  (void)filter_grad;  // the same shapes for every pass (measured)
   const int mode = env_mode();
   if (mode == 0 || !computable(s)) return false;
   if (mode == 1) return true;
@@ -313,6 +353,117 @@ void conv2d_backward_data_winograd(ThreadPool* pool, const Conv2dShape& s, const
   t.OH = s.H;
   t.OW = s.W;
   run(pool, t, dy, packs, nullptr, dx);
+}
+
+
+// The filter gradient by F(3x3, 2x2): for each 2x2 tile of dy and the 4x4 input patch under it,
+//   dw[f][c] += A'^T [(G' dy_tile G'^T) .* (B^T d B)] A',   A'^T = [1 1 1 0; 0 1 -1 0; 0 1 1 1]
+// and the sum over the batch's tiles, for each of the 16 points, is a GEMM whose reduction runs
+// over the tiles: M_xi [Fg, Cg] = Y_xi [Fg, T] * V_xi [T, Cg]. Every tile of the batch is
+// transformed first (split over the pool by tiles), straight into the GEMM's packed panels
+// (sgemm_layout_a / _b: Y's rows f are mr floats apart, V's columns c contiguous), so no GEMM
+// packs anything; then the 16 x G GEMMs are split over the pool, one whole GEMM per worker, and
+// transformed back. Each element is one GEMM's sum in a fixed order, so the result does not
+// depend on the thread count. db sums dy per filter over images and positions in order.
+void conv2d_backward_filter_winograd(ThreadPool* pool, const Conv2dShape& s, const float* x,
+                                     const float* dy, float* dw, float* db) {
+  const int Cg = s.C / s.G, Fg = s.F / s.G;
+  const int64_t tiles = int64_t(s.N) * ((s.OH + 1) / 2) * ((s.OW + 1) / 2);
+  PackedA la;
+  PackedB lb;
+  const int64_t chunk = std::min<int64_t>(tiles, kFilterTiles);
+  sgemm_layout_a(Fg, int(chunk), &la, /*allocate=*/false);
+  sgemm_layout_b(int(chunk), Cg, &lb);
+  const int64_t ys = xi_stride_of(la.size()), vs = xi_stride_of(lb.size());
+  const int64_t ms = xi_stride_of(int64_t(Fg) * Cg);
+  static thread_local AlignedScratch xt_buf, dyt_buf, zero_buf, v_buf, y_buf, m_buf;
+  float* xt = xt_buf.get(size_t(s.N) * s.C * s.H * s.W);
+  float* dyt = dyt_buf.get(size_t(s.N) * s.F * s.OH * s.OW);
+  float* zeros = zero_buf.get(std::max(Cg, Fg));
+  std::fill(zeros, zeros + std::max(Cg, Fg), 0.0f);
+  float* V = v_buf.get(size_t(s.G) * 16 * vs);
+  float* Y = y_buf.get(size_t(s.G) * 16 * ys);
+  float* M = m_buf.get(size_t(s.G) * 16 * ms);
+  Conv2dShape d = s;  // dy as an image: F channels of OH x OW
+  d.C = s.F;
+  d.H = s.OH;
+  d.W = s.OW;
+  to_channels_last(pool, s, x, xt);
+  to_channels_last(pool, d, dy, dyt);
+  // The batch's tiles in chunks of at most kFilterTiles (the GEMMs' K), in order: the first
+  // chunk's GEMMs overwrite M, the others add to it.
+  for (int64_t k0 = 0; k0 < tiles; k0 += chunk) {
+    const int kn = int(std::min(chunk, tiles - k0));
+    if (kn != la.K) {  // the last, shorter chunk
+      sgemm_layout_a(Fg, kn, &la, /*allocate=*/false);
+      sgemm_layout_b(kn, Cg, &lb);
+    }
+    const int nr = lb.nr, mr = la.mr;
+    parallel_for(pool, kn, [&](int64_t t0, int64_t t1, int) {
+      static thread_local std::vector<TileAt> at_buf;
+      at_buf.resize(kTiles);
+      for (int64_t c0 = t0; c0 < t1; c0 += kTiles) {
+        const int nt = int(std::min<int64_t>(kTiles, t1 - c0));
+        locate_tiles(s, k0 + c0, nt, at_buf.data());
+        for (int j = 0; j < nt; ++j) {
+          const int t = int(c0 + j);  // the GEMMs' k
+          // Straight into the panels: V's row t of each panel of nr channels, Y's column t of
+          // each panel of mr filters.
+          for (int g = 0; g < s.G; ++g) {
+            for (int c = 0; c < Cg; c += nr)
+              input_tile(s, xt, zeros, int64_t(g) * Cg + c, std::min(nr, Cg - c), at_buf[j],
+                         V + g * 16 * vs + lb.at(t, c), vs);
+            for (int f = 0; f < Fg; f += mr)
+              dy_tile(s, dyt, zeros, int64_t(g) * Fg + f, std::min(mr, Fg - f), at_buf[j],
+                      Y + g * 16 * ys + la.at(f, t), ys);
+          }
+        }
+      }
+    });
+    parallel_for(pool, int64_t(s.G) * 16, [&](int64_t b, int64_t e, int) {
+      for (int64_t j = b; j < e; ++j)
+        sgemm_packed_ab(la, Y + j * ys, lb, V + j * vs, k0 == 0 ? 0.0f : 1.0f, M + j * ms, Cg);
+    });
+  }
+  // dw[f][c][3x3] = A'^T M A', across c in the vector lanes.
+  parallel_for(pool, int64_t(s.G) * Fg, [&](int64_t b, int64_t e, int) {
+    for (int64_t gf = b; gf < e; ++gf) {
+      const int64_t g = gf / Fg, f = gf % Fg;
+      float* out = dw + gf * Cg * 9;
+      const float* m = M + g * 16 * ms + f * Cg;
+#pragma GCC ivdep
+      for (int c = 0; c < Cg; ++c) {
+        float u[3][4];
+        for (int k = 0; k < 4; ++k) {
+          const float a = m[k * ms + c], p = m[(4 + k) * ms + c];
+          const float q = m[(8 + k) * ms + c], r = m[(12 + k) * ms + c];
+          u[0][k] = a + p + q;
+          u[1][k] = p - q;
+          u[2][k] = p + q + r;
+        }
+        for (int i = 0; i < 3; ++i) {
+          out[c * 9 + 3 * i + 0] = u[i][0] + u[i][1] + u[i][2];
+          out[c * 9 + 3 * i + 1] = u[i][1] - u[i][2];
+          out[c * 9 + 3 * i + 2] = u[i][1] + u[i][2] + u[i][3];
+        }
+      }
+    }
+  });
+  if (db) {
+    const int64_t P = int64_t(s.OH) * s.OW;
+    parallel_for(pool, s.F, [&](int64_t f0, int64_t f1, int) {
+      for (int64_t f = f0; f < f1; ++f) {
+        float acc = 0.0f;
+        for (int n = 0; n < s.N; ++n) {
+          const float* r = dy + (int64_t(n) * s.F + f) * P;
+          float part = 0.0f;
+          for (int64_t p = 0; p < P; ++p) part += r[p];
+          acc += part;
+        }
+        db[f] = acc;
+      }
+    });
+  }
 }
 
 }  // namespace cn

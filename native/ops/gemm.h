@@ -32,16 +32,42 @@ struct PackedA {
     const int mb = i / mcb, ii = i - mb * mcb, panel = ii / mr, r = ii - panel * mr;
     return (int64_t(kb) * nmb + mb) * mcb * kcb + (int64_t(panel) * kc + kk) * mr + r;
   }
+  // Floats of the packed operand (data.size() once laid out).
+  int64_t size() const { return M > 0 && K > 0 ? int64_t((K + kcb - 1) / kcb) * nmb * mcb * kcb : 0; }
+};
+
+// The layout of op(B) [K,N] in the panels sgemm packs it into (nr-wide, k-major; a last panel of
+// at most nr/2 columns is nr/2 wide), for writers that produce B straight into that form. Rows i
+// of A's panels are mr floats apart; columns of B's, one float apart within a panel.
+struct PackedB {
+  int K = 0, N = 0;
+  int kcb = 0, ncb = 0, nr = 0, nkb = 0;
+  int64_t at(int k, int j) const {
+    const int jb = j / ncb, jj = j - jb * ncb, nc = std::min(ncb, N - jb * ncb);
+    const int kb = k / kcb, kk = k - kb * kcb, kc = std::min(kcb, K - kb * kcb);
+    const int panel = jj / nr, col = jj - panel * nr;
+    const int pw = nc - panel * nr <= nr / 2 ? nr / 2 : nr;
+    return (int64_t(jb) * nkb + kb) * ncb * kcb + int64_t(panel) * nr * kc + int64_t(kk) * pw + col;
+  }
+  int64_t size() const { return K > 0 && N > 0 ? int64_t((N + ncb - 1) / ncb) * nkb * ncb * kcb : 0; }
 };
 void sgemm_pack_a(bool transA, int M, int K, float alpha, const float* A, int lda, PackedA* out);
 // Sets out's blocking for an M x K operand and sizes its data, zeroed where the layout changed
 // (a writer then fills it through at()).
-void sgemm_layout_a(int M, int K, PackedA* out);
+// With allocate == false only the blocking is set (for operands kept in a caller's buffer).
+void sgemm_layout_a(int M, int K, PackedA* out, bool allocate = true);
+void sgemm_layout_b(int K, int N, PackedB* out);
 // C[M,N] = A * op(B) + beta * C with A packed by sgemm_pack_a, on the calling thread. Each
 // element is the same sum, bit for bit, whatever N is and wherever its column lies in B, and
 // the same as sgemm's with the unpacked A when M, N > 1.
 void sgemm_packed_a(const PackedA& A, bool transB, int N, const float* B, int ldb, float beta,
                     float* C, int ldc);
+// C[M,N] = A * B + beta * C with both operands already packed: `a` holds la.size() floats laid
+// out as la describes, `b` lb.size() floats as lb describes (la.K == lb.K), starting on a
+// 64-byte boundary (the micro-kernels load B with aligned vector loads). On the calling
+// thread; each element is the same sum, bit for bit, as sgemm_packed_a's.
+void sgemm_packed_ab(const PackedA& la, const float* a, const PackedB& lb, const float* b,
+                     float beta, float* C, int ldc);
 
 // The micro-kernel chosen for this CPU: "avx512", "avx2", "sse" or "portable".
 const char* sgemm_kernel_name();

@@ -315,17 +315,20 @@ void pack_b(const Isa& I, bool tB, const float* B, int ldb, int p0, int kc, int 
 }
 
 // The blocked product on the calling thread. M, N, K > 0 and alpha != 0.
-// With `packed` (sgemm_pack_a's panels of the same M, K, alpha), A and lda are unused.
+// With `packed` (panels of the same M, K, alpha laid out as sgemm_layout_a says, at packed_a),
+// A and lda are unused; with `packed_b` (B's panels as sgemm_layout_b says, at packed_b_data),
+// B, ldb and tB are.
 void gemm_serial(const Isa& I, bool tA, bool tB, int M, int N, int K, float alpha,
                  const float* A, int lda, const float* B, int ldb, float beta, float* C,
-                 int ldc, const PackedA* packed = nullptr) {
+                 int ldc, const PackedA* packed = nullptr, const float* packed_a = nullptr,
+                 const PackedB* packed_b = nullptr, const float* packed_b_data = nullptr) {
   static thread_local Scratch a_buf, b_buf, t_buf;
   const int kcb = block_size(K, KC, 1);
   const int mcb = block_size(M, MC, I.mr);
   const int ncb = block_size(N, NC, I.nr);
-  const int nmb = (M + mcb - 1) / mcb;
+  const int nmb = (M + mcb - 1) / mcb, nkb = (K + kcb - 1) / kcb;
   float* ap = packed ? nullptr : a_buf.get(static_cast<size_t>(mcb) * kcb);
-  float* bp = b_buf.get(static_cast<size_t>(ncb) * kcb);
+  float* bp = packed_b ? nullptr : b_buf.get(static_cast<size_t>(ncb) * kcb);
   float* tile = t_buf.get(static_cast<size_t>(I.mr) * I.nr);
 
   for (int jc = 0; jc < N; jc += ncb) {
@@ -333,11 +336,16 @@ void gemm_serial(const Isa& I, bool tA, bool tB, int M, int N, int K, float alph
     for (int pc = 0; pc < K; pc += kcb) {
       const int kc = std::min(kcb, K - pc);
       const float bet = pc == 0 ? beta : 1.0f;
-      pack_b(I, tB, B, ldb, pc, kc, jc, nc, bp);
+      if (packed_b) {
+        bp = const_cast<float*>(packed_b_data) +
+             (static_cast<int64_t>(jc / ncb) * nkb + pc / kcb) * ncb * kcb;
+      } else {
+        pack_b(I, tB, B, ldb, pc, kc, jc, nc, bp);
+      }
       for (int ic = 0; ic < M; ic += mcb) {
         const int mc = std::min(mcb, M - ic);
         if (packed) {
-          ap = const_cast<float*>(packed->data.data()) +
+          ap = const_cast<float*>(packed_a) +
                (static_cast<int64_t>(pc / kcb) * nmb + ic / mcb) * mcb * kcb;
         } else {
           pack_a(tA, A, lda, ic, mc, pc, kc, alpha, I.mr, ap);
@@ -518,19 +526,45 @@ void sgemm_reference(bool transA, bool transB, int M, int N, int K, float alpha,
   }
 }
 
-void sgemm_layout_a(int M, int K, PackedA* out) {
+void sgemm_layout_a(int M, int K, PackedA* out, bool allocate) {
   const Isa& I = isa();
   const int kcb = K > 0 ? block_size(K, KC, 1) : 0, mcb = M > 0 ? block_size(M, MC, I.mr) : 0;
   const int nkb = K > 0 ? (K + kcb - 1) / kcb : 0, nmb = M > 0 ? (M + mcb - 1) / mcb : 0;
   const size_t size = static_cast<size_t>(nkb) * nmb * mcb * kcb;
-  if (out->M == M && out->K == K && out->mr == I.mr && out->data.size() == size) return;
+  if (out->M == M && out->K == K && out->mr == I.mr && out->data.size() == (allocate ? size : 0))
+    return;
   out->M = M;
   out->K = K;
   out->mr = I.mr;
   out->kcb = kcb;
   out->mcb = mcb;
   out->nmb = nmb;
-  out->data.assign(size, 0.0f);
+  if (allocate) {
+    out->data.assign(size, 0.0f);
+  } else {
+    out->data.clear();
+  }
+}
+
+void sgemm_layout_b(int K, int N, PackedB* out) {
+  const Isa& I = isa();
+  out->K = K;
+  out->N = N;
+  out->nr = I.nr;
+  out->kcb = K > 0 ? block_size(K, KC, 1) : 0;
+  out->ncb = N > 0 ? block_size(N, NC, I.nr) : 0;
+  out->nkb = K > 0 ? (K + out->kcb - 1) / out->kcb : 0;
+}
+
+void sgemm_packed_ab(const PackedA& la, const float* a, const PackedB& lb, const float* b,
+                     float beta, float* C, int ldc) {
+  if (la.M <= 0 || lb.N <= 0) return;
+  if (la.K <= 0) {
+    scale_c(la.M, lb.N, beta, C, ldc);
+    return;
+  }
+  gemm_serial(isa(), false, false, la.M, lb.N, la.K, 1.0f, nullptr, 0, nullptr, 0, beta, C, ldc,
+              &la, a, &lb, b);
 }
 
 void sgemm_pack_a(bool transA, int M, int K, float alpha, const float* A, int lda,
@@ -556,7 +590,8 @@ void sgemm_packed_a(const PackedA& A, bool transB, int N, const float* B, int ld
     return;
   }
   const Isa& I = isa();
-  gemm_serial(I, false, transB, A.M, N, A.K, 1.0f, nullptr, 0, B, ldb, beta, C, ldc, &A);
+  gemm_serial(I, false, transB, A.M, N, A.K, 1.0f, nullptr, 0, B, ldb, beta, C, ldc, &A,
+              A.data.data());
 }
 
 const char* sgemm_kernel_name() { return isa().name; }

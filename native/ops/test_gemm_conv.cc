@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -30,6 +31,7 @@
 #include "ops/conv2d_blocked.h"
 #include "ops/conv2d_direct.h"
 #include "ops/conv2d_winograd.h"
+#include "ops/cpu_scratch.h"
 #include "ops/gemm.h"
 
 using namespace cn;
@@ -167,8 +169,19 @@ void test_gemm(ThreadPool* pool) {
                        beta, C.data() + n1, N);
       if (C != C1) ++packed_bad;
     }
+    // B packed too (sgemm_layout_b, written through PackedB::at; N crosses half panels).
+    PackedB L;
+    sgemm_layout_b(K, N, &L);
+    AlignedScratch bp_buf;  // the micro-kernels load B's panels with aligned vector loads
+    float* Bp = bp_buf.get(size_t(L.size()));
+    std::fill(Bp, Bp + L.size(), 0.0f);
+    for (int k = 0; k < K; ++k)
+      for (int j = 0; j < N; ++j) Bp[L.at(k, j)] = tB ? B[size_t(j) * ldb + k] : B[size_t(k) * ldb + j];
+    std::vector<float> C = beta == 0.0f ? C2 : C0;
+    sgemm_packed_ab(Q, Q.data.data(), L, Bp, beta, C.data(), N);
+    if (C != C1) ++packed_bad;
   }
-  std::printf("(a) sgemm with packed A: 80 cases, %d mismatches\n", packed_bad);
+  std::printf("(a) sgemm with packed A (and B): 120 cases, %d mismatches\n", packed_bad);
   check(packed_bad == 0, "sgemm_packed_a vs sgemm");
 }
 
@@ -271,6 +284,26 @@ bool conv_case(ThreadPool* pool, const Conv2dShape& s, bool with_bias) {
   return ok;
 }
 
+// Sets an environment variable for the life of the object, then restores it (the paths read
+// theirs on every call). The tests are single-threaded where they use it.
+struct EnvOverride {
+  std::string name, saved;
+  bool had;
+  EnvOverride(const char* n, const char* value) : name(n) {
+    const char* v = std::getenv(n);
+    had = v != nullptr;
+    if (had) saved = v;
+    setenv(n, value, 1);
+  }
+  ~EnvOverride() {
+    if (had) {
+      setenv(name.c_str(), saved.c_str(), 1);
+    } else {
+      unsetenv(name.c_str());
+    }
+  }
+};
+
 void test_conv(ThreadPool* pool) {
   int cases = 0, bad = 0;
   auto run = [&](ThreadPool* p, const Conv2dShape& s, bool bias) {
@@ -307,6 +340,8 @@ void test_conv(ThreadPool* pool) {
   const bool blocked = path_on("blocked", "CN_CONV_BLOCKED", conv2d_blocked_isa());
   check(conv2d_blocked_applies(make_shape(128, 64, 6, 6, 96, 3, 3, 1, 1, 1, 1, 1)) == blocked,
         "blocked conv path taken");
+  // (The 3x3 stride-1 shapes below would take Winograd first.)
+  std::unique_ptr<EnvOverride> no_winograd(new EnvOverride("CN_CONV_WINOGRAD", "0"));
   run(pool, make_shape(64, 32, 13, 13, 64, 5, 5, 1, 1, 2, 2, 2), true);   // AlexNet-mini conv2
   run(pool, make_shape(128, 64, 6, 6, 96, 3, 3, 1, 1, 1, 1, 1), true);   // conv3, 2 blocks each
   run(nullptr, make_shape(64, 96, 6, 6, 64, 3, 3, 1, 1, 1, 1, 2), false); // conv5, serial
@@ -332,6 +367,7 @@ void test_conv(ThreadPool* pool) {
     run(it % 2 ? pool : nullptr, make_shape(32 * rand_int(2, 3), C, H, W, F, KH, KW, sh, sw, ph,
                                             pw, G), it % 2);
   }
+  no_winograd.reset();
   // The direct path for few input channels (conv2d_cpu_direct.cc: AVX-512 or AVX2, at most 4
   // channels and a multiple of 16 filters per group), on whenever the GEMM kernel is one of those.
   {
@@ -375,11 +411,9 @@ void test_conv(ThreadPool* pool) {
   // (partial tiles), groups, tiles split across images and chunks, one image, no pool.
   {
     const char* env = std::getenv("CN_CONV_WINOGRAD");
-    const std::string saved = env ? env : "";
-    const bool off = env && saved == "0";
+    const bool off = env && std::string(env) == "0";
     check(conv2d_winograd_applies(make_shape(8, 256, 13, 13, 384, 3, 3, 1, 1, 1, 1, 1)) == !off &&
-              conv2d_winograd_applies(make_shape(8, 384, 13, 13, 256, 3, 3, 1, 1, 1, 1, 2), true) ==
-                  !off,
+              conv2d_winograd_applies(make_shape(8, 384, 13, 13, 256, 3, 3, 1, 1, 1, 1, 2)) == !off,
           "Winograd conv path taken for AlexNet's conv3 and conv5");
     check(!conv2d_winograd_applies(make_shape(8, 256, 13, 13, 384, 3, 3, 2, 2, 1, 1, 1)) &&
               !conv2d_winograd_applies(make_shape(8, 256, 13, 13, 384, 3, 3, 1, 1, 3, 3, 1)) &&
@@ -387,12 +421,12 @@ void test_conv(ThreadPool* pool) {
           "Winograd conv path: 3x3, stride 1, padding <= 2 only");
     run(pool, make_shape(3, 64, 13, 13, 64, 3, 3, 1, 1, 1, 1, 1), true);  // as taken by shape
     if (!off) {
-      setenv("CN_CONV_WINOGRAD", "1", 1);
+      EnvOverride forced("CN_CONV_WINOGRAD", "1");
       run(pool, make_shape(2, 12, 13, 13, 20, 3, 3, 1, 1, 1, 1, 2), true);    // conv5-like, 2 groups
       run(nullptr, make_shape(1, 5, 7, 6, 3, 3, 3, 1, 1, 0, 0, 1), false);    // no padding, 1 image
       run(pool, make_shape(4, 6, 6, 6, 9, 3, 3, 1, 1, 2, 2, 3), true);        // padding 2, 3 groups
       run(pool, make_shape(3, 8, 3, 3, 8, 3, 3, 1, 1, 0, 1, 1), false);       // one output row
-      run(pool, make_shape(50, 4, 5, 5, 4, 3, 3, 1, 1, 1, 1, 1), true);       // 450 tiles: chunks
+      run(pool, make_shape(60, 4, 5, 5, 4, 3, 3, 1, 1, 1, 1, 1), true);       // 540 tiles: chunks
       for (int it = 0; it < 24; ++it) {
         const int G = rand_int(1, 3), ph = rand_int(0, 2), pw = rand_int(0, 2);
         const int H = std::max(3 - 2 * ph, 1) + rand_int(0, 12);
@@ -408,12 +442,10 @@ void test_conv(ThreadPool* pool) {
       conv2d_forward_cpu(nullptr, s, A.x.data(), A.w.data(), A.b.data(), B.y.data());
       conv2d_backward_data_cpu(pool, s, A.dy.data(), A.w.data(), A.dx.data());
       conv2d_backward_data_cpu(nullptr, s, A.dy.data(), A.w.data(), B.dx.data());
-      check(A.y == B.y && A.dx == B.dx, "Winograd conv: same bits with 1 and 2 threads");
-      if (env) {
-        setenv("CN_CONV_WINOGRAD", saved.c_str(), 1);
-      } else {
-        unsetenv("CN_CONV_WINOGRAD");
-      }
+      conv2d_backward_filter_cpu(pool, s, A.x.data(), A.dy.data(), A.dw.data(), A.db.data());
+      conv2d_backward_filter_cpu(nullptr, s, A.x.data(), A.dy.data(), B.dw.data(), B.db.data());
+      check(A.y == B.y && A.dx == B.dx && A.dw == B.dw && A.db == B.db,
+            "Winograd conv: same bits with 1 and 2 threads");
     }
   }
   // Random shapes.
