@@ -15,16 +15,25 @@
 // so the work is 16 GEMMs with K = Cg (sgemm's micro-kernels, any instruction set) plus the
 // transforms, which are O(C*H*W) and O(F*OH*OW) additions.
 //
-// Layout: tiles are numbered over (image, tile row, tile column) of the whole batch. The batch's
-// tiles are split into contiguous ranges, one per pool worker, and each worker runs its range in
-// chunks of kTiles tiles: it transforms the chunk's inputs into V [16][Cg][chunk] (thread_local,
-// reused), runs the 16 GEMMs into M [16][Fg][chunk] and transforms M into y, per group. The
-// filters are transformed once per call (all workers share them) and packed once into sgemm's
-// A panels (sgemm_pack_a), so the chunks' GEMMs do no A packing. Each output element is one
-// chunk's GEMM sum in a fixed order, so the result does not depend on the thread count.
+// Forward layout: tiles are numbered over (image, tile row, tile column) of the whole batch. The
+// batch's tiles are split into contiguous ranges, one per pool worker, and each worker runs its
+// range in chunks of kTiles tiles: it transforms the chunk's inputs into V [16][chunk][Cg]
+// (thread_local, reused), runs the 16 GEMMs into M [16][Fg][chunk] and transforms M into y, per
+// group. The input is first copied channels-last, so the input transform runs across channels
+// in the vector lanes. The filters are transformed once per call (all workers share them)
+// straight into sgemm's packed A panels (sgemm_layout_a, PackedA::at), so no GEMM packs A. Each
+// output element is one chunk's GEMM sum in a fixed order, so the result does not depend on the
+// thread count.
 //
 // Backward data of a 3x3 stride-1 convolution is a forward one of dy with the filters flipped
 // and input and output channels swapped, padded by 2 - ph (2 - pw): the same code runs it.
+//
+// The filter gradient is F(3x3, 2x2), at the end of this file: the 3x3 filter is the output and
+// each 2x2 tile of dy the "filter"; its 16 GEMMs reduce over the batch's tiles.
+//
+// 5x5 layers (on request, see conv2d_winograd_applies) run the same code with F(2x2, 5x5): 6x6
+// patches and transforms, 36 GEMMs (Fmt<5> below holds its matrices). The code is templated on
+// the filter size R; Fmt<R> holds the 1-D transforms, applied along both axes.
 #include "ops/conv2d_winograd.h"
 
 #include <algorithm>
@@ -32,6 +41,7 @@
 #include <cstring>
 #include <vector>
 
+#include "ops/conv2d_blocked.h"
 #include "ops/cpu_scratch.h"
 #include "ops/gemm.h"
 
@@ -57,9 +67,82 @@ int env_mode() {
 }
 
 bool computable(const Conv2dShape& s) {
-  return s.KH == 3 && s.KW == 3 && s.sh == 1 && s.sw == 1 && s.ph >= 0 && s.ph <= 2 &&
-         s.pw >= 0 && s.pw <= 2 && s.OH > 0 && s.OW > 0 && s.C > 0 && s.F > 0;
+  const int r = s.KH;
+  return (r == 3 || r == 5) && s.KW == r && s.sh == 1 && s.sw == 1 && s.ph >= 0 &&
+         s.ph <= r - 1 && s.pw >= 0 && s.pw <= r - 1 && s.OH > 0 && s.OW > 0 && s.C > 0 &&
+         s.F > 0;
 }
+
+// The 1-D transforms of F(2, R), applied along both axes. A = R + 1 points; the 2-D transform
+// has A * A of them. Each function maps one vector (strided: element i at p[i * stride]).
+template <int R>
+struct Fmt;
+
+// F(2, 3): points 0, 1, -1, infinity.
+template <>
+struct Fmt<3> {
+  static constexpr int A = 4;
+  // u = G k
+  static inline void filter(const float* k, int ks, float* u, int us) {
+    const float a = k[0], b = k[ks], c = k[2 * ks];
+    u[0] = a;
+    u[us] = 0.5f * (a + b + c);
+    u[2 * us] = 0.5f * (a - b + c);
+    u[3 * us] = c;
+  }
+  // v = B^T d
+  static inline void input(const float* d, int ds, float* v, int vs) {
+    const float d0 = d[0], d1 = d[ds], d2 = d[2 * ds], d3 = d[3 * ds];
+    v[0] = d0 - d2;
+    v[vs] = d1 + d2;
+    v[2 * vs] = d2 - d1;
+    v[3 * vs] = d1 - d3;
+  }
+  // y = A^T m
+  static inline void output(const float* m, int ms, float* y, int ys) {
+    y[0] = m[0] + m[ms] + m[2 * ms];
+    y[ys] = m[ms] - m[2 * ms] - m[3 * ms];
+  }
+};
+
+// F(2, 5): points 0, 1, -1, 2, -2, infinity (the input transform is that of F(4, 3)).
+//   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+//   G   = [1/4 0 0 0 0; -1/6 -1/6 -1/6 -1/6 -1/6; -1/6 1/6 -1/6 1/6 -1/6;
+//          1/24 1/12 1/6 1/3 2/3; 1/24 -1/12 1/6 -1/3 2/3; 0 0 0 0 1]
+//   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 1]
+template <>
+struct Fmt<5> {
+  static constexpr int A = 6;
+  static inline void filter(const float* k, int ks, float* u, int us) {
+    const float k0 = k[0], k1 = k[ks], k2 = k[2 * ks], k3 = k[3 * ks], k4 = k[4 * ks];
+    const float even = k0 + k2 + k4, odd = k1 + k3;
+    const float e4 = k0 * (1.0f / 24) + k2 * (1.0f / 6) + k4 * (2.0f / 3);
+    const float o4 = k1 * (1.0f / 12) + k3 * (1.0f / 3);
+    u[0] = 0.25f * k0;
+    u[us] = -(even + odd) * (1.0f / 6);
+    u[2 * us] = -(even - odd) * (1.0f / 6);
+    u[3 * us] = e4 + o4;
+    u[4 * us] = e4 - o4;
+    u[5 * us] = k4;
+  }
+  static inline void input(const float* d, int ds, float* v, int vs) {
+    const float d0 = d[0], d1 = d[ds], d2 = d[2 * ds], d3 = d[3 * ds], d4 = d[4 * ds],
+                d5 = d[5 * ds];
+    const float a = d4 - 4.0f * d2, b = d3 - 4.0f * d1;  // rows 1, 2
+    const float c = d4 - d2, e = 2.0f * (d3 - d1);       // rows 3, 4
+    v[0] = 4.0f * d0 - 5.0f * d2 + d4;
+    v[vs] = a + b;
+    v[2 * vs] = a - b;
+    v[3 * vs] = c + e;
+    v[4 * vs] = c - e;
+    v[5 * vs] = 4.0f * d1 - 5.0f * d3 + d5;
+  }
+  static inline void output(const float* m, int ms, float* y, int ys) {
+    const float m1 = m[ms], m2 = m[2 * ms], m3 = m[3 * ms], m4 = m[4 * ms];
+    y[0] = m[0] + m1 + m2 + m3 + m4;
+    y[ys] = m1 - m2 + 2.0f * (m3 - m4) + m[5 * ms];
+  }
+};
 
 // Transforms filters and writes U = G k G^T straight into the packed GEMM operands of group g,
 // packs[16 g + xi] (all 16 share one layout). Operand row i, column q is filter (f, c) =
@@ -67,46 +150,37 @@ bool computable(const Conv2dShape& s) {
 // operand transposed). One micro-panel of mr rows at a time, whose rows are contiguous in the
 // packed layout: the arithmetic runs across them in the vector lanes and each store is mr
 // contiguous floats.
+template <int R>
 void transform_panel(const Conv2dShape& s, const float* w, bool flip, int g, int i0,
                      PackedA* packs) {
+  using T = Fmt<R>;
+  constexpr int A = T::A, P = A * A, RR = R * R;
   constexpr int L = 8;   // >= every micro-kernel's mr
-  constexpr int Q = 32;  // columns transformed before they are stored, one operand at a time
+  constexpr int Q = 16;  // columns transformed before they are stored, one operand at a time
   const int Cg = s.C / s.G, Fg = s.F / s.G;
   const int M = packs[0].M, K = packs[0].K, mr = packs[0].mr;
   const int rows = std::min(mr, M - i0);
-  const float* wg = w + int64_t(g) * Fg * Cg * 9;
-  alignas(64) float v[16][Q][L];  // 16 KiB: the 16 operands' values for Q columns
+  const float* wg = w + int64_t(g) * Fg * Cg * RR;
+  alignas(64) float v[P][Q][L];  // the P operands' values for Q columns (16 KiB for R = 3)
   for (int q0 = 0; q0 < K; q0 += Q) {
     const int nq = std::min(Q, K - q0);
     for (int dq = 0; dq < nq; ++dq) {
       const int q = q0 + dq;
-      float k[9][L], t[4][3][L];
+      float k[RR][L], t[A][R][L];
       for (int l = 0; l < L; ++l) {
         const int i = i0 + std::min(l, rows - 1);  // lanes past the last row repeat it, unused
-        const float* src = wg + (flip ? int64_t(q) * Cg + i : int64_t(i) * Cg + q) * 9;
-        for (int tap = 0; tap < 9; ++tap) k[tap][l] = src[flip ? 8 - tap : tap];
+        const float* src = wg + (flip ? int64_t(q) * Cg + i : int64_t(i) * Cg + q) * RR;
+        for (int tap = 0; tap < RR; ++tap) k[tap][l] = src[flip ? RR - 1 - tap : tap];
       }
-      for (int j = 0; j < 3; ++j)
-        for (int l = 0; l < L; ++l) {
-          const float a = k[j][l], b = k[3 + j][l], c = k[6 + j][l];
-          t[0][j][l] = a;
-          t[1][j][l] = 0.5f * (a + b + c);
-          t[2][j][l] = 0.5f * (a - b + c);
-          t[3][j][l] = c;
-        }
-      for (int r = 0; r < 4; ++r)
-        for (int l = 0; l < L; ++l) {
-          const float a = t[r][0][l], b = t[r][1][l], c = t[r][2][l];
-          v[4 * r + 0][dq][l] = a;
-          v[4 * r + 1][dq][l] = 0.5f * (a + b + c);
-          v[4 * r + 2][dq][l] = 0.5f * (a - b + c);
-          v[4 * r + 3][dq][l] = c;
-        }
+      for (int j = 0; j < R; ++j)  // columns: t = G k
+        for (int l = 0; l < L; ++l) T::filter(&k[j][l], R * L, &t[0][j][l], R * L);
+      for (int r = 0; r < A; ++r)  // rows: v = t G^T
+        for (int l = 0; l < L; ++l) T::filter(&t[r][0][l], L, &v[A * r][dq][l], Q * L);
     }
-    // One operand at a time: 16 store streams at once would fight over the same cache sets.
+    // One operand at a time: P store streams at once would fight over the same cache sets.
     int64_t at[Q];
     for (int dq = 0; dq < nq; ++dq) at[dq] = packs[0].at(i0, q0 + dq);
-    for (int xi = 0; xi < 16; ++xi) {
+    for (int xi = 0; xi < P; ++xi) {
       float* o = packs[xi].data.data();
       for (int dq = 0; dq < nq; ++dq)
         for (int l = 0; l < rows; ++l) o[at[dq] + l] = v[xi][dq][l];
@@ -114,20 +188,22 @@ void transform_panel(const Conv2dShape& s, const float* w, bool flip, int g, int
   }
 }
 
-// The 16 GEMM A operands of every group: forward, U_xi of group g is the [Fg, Cg] matrix of the
-// transformed filters; backward data (`flip`), the flipped filters' transform, transposed
+// The A * A GEMM A operands of every group: forward, U_xi of group g is the [Fg, Cg] matrix of
+// the transformed filters; backward data (`flip`), the flipped filters' transform, transposed
 // ([Cg, Fg]: the equivalent forward's filters).
+template <int R>
 void prepare_filters(ThreadPool* pool, const Conv2dShape& s, const float* w, bool flip,
                      std::vector<PackedA>& packs) {
+  constexpr int P = Fmt<R>::A * Fmt<R>::A;
   const int Cg = s.C / s.G, Fg = s.F / s.G;
-  packs.resize(size_t(16) * s.G);
+  packs.resize(size_t(P) * s.G);
   for (PackedA& p : packs) sgemm_layout_a(flip ? Cg : Fg, flip ? Fg : Cg, &p);
   const int mr = packs[0].mr, M = packs[0].M;
   const int panels = (M + mr - 1) / mr;
   parallel_for(pool, int64_t(s.G) * panels, [&](int64_t b, int64_t e, int) {
     for (int64_t j = b; j < e; ++j) {
       const int g = int(j / panels);
-      transform_panel(s, w, flip, g, int(j % panels) * mr, &packs[size_t(g) * 16]);
+      transform_panel<R>(s, w, flip, g, int(j % panels) * mr, &packs[size_t(g) * P]);
     }
   });
 }
@@ -174,87 +250,81 @@ void locate_tiles(const Conv2dShape& s, int64_t t0, int nt, TileAt* at) {
 
 // out[xi * xi_stride + c] = (B^T d B)[xi] for one tile and the Cg input channels from c0 on,
 // from the channels-last input; cells outside the image read a row of zeros.
+template <int R>
 void input_tile(const Conv2dShape& s, const float* xt, const float* zeros, int64_t c0, int Cg,
                 const TileAt& a, float* o, int64_t xi_stride) {
-  const float* d[16];
-  for (int i = 0; i < 4; ++i)
-    for (int k = 0; k < 4; ++k) {
+  using T = Fmt<R>;
+  constexpr int A = T::A;
+  const float* d[A * A];
+  for (int i = 0; i < A; ++i)
+    for (int k = 0; k < A; ++k) {
       const int yy = a.y0 + i, xx = a.x0 + k;
-      d[4 * i + k] = (yy >= 0 && yy < s.H && xx >= 0 && xx < s.W)
+      d[A * i + k] = (yy >= 0 && yy < s.H && xx >= 0 && xx < s.W)
                          ? xt + ((a.image * s.H + yy) * s.W + xx) * s.C + c0
                          : zeros;
     }
 #pragma GCC ivdep
   for (int c = 0; c < Cg; ++c) {
-    float t[4][4];
-    for (int k = 0; k < 4; ++k) {
-      t[0][k] = d[k][c] - d[8 + k][c];
-      t[1][k] = d[4 + k][c] + d[8 + k][c];
-      t[2][k] = d[8 + k][c] - d[4 + k][c];
-      t[3][k] = d[4 + k][c] - d[12 + k][c];
-    }
-    for (int i = 0; i < 4; ++i) {
-      o[(4 * i + 0) * xi_stride + c] = t[i][0] - t[i][2];
-      o[(4 * i + 1) * xi_stride + c] = t[i][1] + t[i][2];
-      o[(4 * i + 2) * xi_stride + c] = t[i][2] - t[i][1];
-      o[(4 * i + 3) * xi_stride + c] = t[i][1] - t[i][3];
-    }
+    float p[A][A], t[A][A], v[A][A];
+    for (int i = 0; i < A; ++i)
+      for (int k = 0; k < A; ++k) p[i][k] = d[A * i + k][c];
+    for (int k = 0; k < A; ++k) T::input(&p[0][k], A, &t[0][k], A);  // columns
+    for (int i = 0; i < A; ++i) T::input(&t[i][0], 1, &v[i][0], 1);  // rows
+    for (int i = 0; i < A; ++i)
+      for (int k = 0; k < A; ++k) o[(A * i + k) * xi_stride + c] = v[i][k];
   }
 }
 
 // V[xi * xi_stride + j * Cg + c] for the chunk's tiles j.
+template <int R>
 void input_transform(const Conv2dShape& s, const float* xt, const float* zeros, int g, int Cg,
                      const TileAt* at, int nt, float* V, int64_t xi_stride) {
   for (int j = 0; j < nt; ++j)
-    input_tile(s, xt, zeros, int64_t(g) * Cg, Cg, at[j], V + int64_t(j) * Cg, xi_stride);
+    input_tile<R>(s, xt, zeros, int64_t(g) * Cg, Cg, at[j], V + int64_t(j) * Cg, xi_stride);
 }
 
 // y[image][g*Fg + f][tile's 2x2] = A^T M A (+ bias), for the chunk's tiles: across tiles in the
 // vector lanes into `tmp` [4][nt], then into y; cells past the output's edge (odd OH or OW) are
 // not written.
+template <int R>
 void output_transform(const Conv2dShape& s, const float* M, int g, int Fg, const TileAt* at,
                       int nt, const float* bias, float* tmp, float* y) {
+  using T = Fmt<R>;
+  constexpr int A = T::A;
   const int OH = s.OH, OW = s.OW;
   const int64_t plane = int64_t(OH) * OW, xi_stride = xi_stride_of(int64_t(Fg) * nt);
   for (int f = 0; f < Fg; ++f) {
     const float bf = bias ? bias[g * Fg + f] : 0.0f;
-    const float* m = M + int64_t(f) * nt;
-    float* o0 = tmp;
-    float* o1 = tmp + nt;
-    float* o2 = tmp + 2 * nt;
-    float* o3 = tmp + 3 * nt;
+    const float* mf = M + int64_t(f) * nt;
 #pragma GCC ivdep
     for (int j = 0; j < nt; ++j) {
-      float t[2][4];
-      for (int k = 0; k < 4; ++k) {
-        const float a = m[k * xi_stride + j], b = m[(4 + k) * xi_stride + j];
-        const float c = m[(8 + k) * xi_stride + j], d = m[(12 + k) * xi_stride + j];
-        t[0][k] = a + b + c;
-        t[1][k] = b - c - d;
-      }
-      o0[j] = t[0][0] + t[0][1] + t[0][2] + bf;
-      o1[j] = t[0][1] - t[0][2] - t[0][3] + bf;
-      o2[j] = t[1][0] + t[1][1] + t[1][2] + bf;
-      o3[j] = t[1][1] - t[1][2] - t[1][3] + bf;
+      float m[A][A], t[2][A], o[2][2];
+      for (int i = 0; i < A; ++i)
+        for (int k = 0; k < A; ++k) m[i][k] = mf[(A * i + k) * xi_stride + j];
+      for (int k = 0; k < A; ++k) T::output(&m[0][k], A, &t[0][k], A);  // columns
+      for (int i = 0; i < 2; ++i) T::output(&t[i][0], 1, &o[i][0], 1);  // rows
+      for (int q = 0; q < 4; ++q) tmp[q * nt + j] = o[q / 2][q % 2] + bf;
     }
     for (int j = 0; j < nt; ++j) {
       const TileAt& a = at[j];
       const int oy = a.y0 + s.ph, ox = a.x0 + s.pw;
       float* yc = y + (a.image * s.F + int64_t(g) * Fg + f) * plane + int64_t(oy) * OW + ox;
       const bool right = ox + 1 < OW;
-      yc[0] = o0[j];
-      if (right) yc[1] = o1[j];
+      yc[0] = tmp[j];
+      if (right) yc[1] = tmp[nt + j];
       if (oy + 1 < OH) {
-        yc[OW] = o2[j];
-        if (right) yc[OW + 1] = o3[j];
+        yc[OW] = tmp[2 * nt + j];
+        if (right) yc[OW + 1] = tmp[3 * nt + j];
       }
     }
   }
 }
 
 // The forward convolution of shape s with filters already transformed and packed.
+template <int R>
 void run(ThreadPool* pool, const Conv2dShape& s, const float* x, const std::vector<PackedA>& U,
          const float* bias, float* y) {
+  constexpr int P = Fmt<R>::A * Fmt<R>::A;
   const int Cg = s.C / s.G, Fg = s.F / s.G;
   const int64_t tiles = int64_t(s.N) * ((s.OH + 1) / 2) * ((s.OW + 1) / 2);
   static thread_local AlignedScratch xt_buf, zero_buf;  // the calling (queue) thread's
@@ -267,19 +337,19 @@ void run(ThreadPool* pool, const Conv2dShape& s, const float* x, const std::vect
     static thread_local std::vector<TileAt> at_buf;
     at_buf.resize(kTiles);
     TileAt* at = at_buf.data();
-    float* V = vbuf.get(16 * xi_stride_of(int64_t(Cg) * kTiles));
-    float* M = mbuf.get(16 * xi_stride_of(int64_t(Fg) * kTiles));
+    float* V = vbuf.get(P * xi_stride_of(int64_t(Cg) * kTiles));
+    float* M = mbuf.get(P * xi_stride_of(int64_t(Fg) * kTiles));
     float* tmp = tbuf.get(4 * kTiles);
     for (int64_t c0 = t0; c0 < t1; c0 += kTiles) {
       const int nt = int(std::min<int64_t>(kTiles, t1 - c0));
       locate_tiles(s, c0, nt, at);
       for (int g = 0; g < s.G; ++g) {
         const int64_t vs = xi_stride_of(int64_t(nt) * Cg), ms = xi_stride_of(int64_t(Fg) * nt);
-        input_transform(s, xt, zeros, g, Cg, at, nt, V, vs);
-        for (int xi = 0; xi < 16; ++xi)
-          sgemm_packed_a(U[size_t(g) * 16 + xi], true, nt, V + xi * vs, Cg, 0.0f, M + xi * ms,
+        input_transform<R>(s, xt, zeros, g, Cg, at, nt, V, vs);
+        for (int xi = 0; xi < P; ++xi)
+          sgemm_packed_a(U[size_t(g) * P + xi], true, nt, V + xi * vs, Cg, 0.0f, M + xi * ms,
                          nt);
-        output_transform(s, M, g, Fg, at, nt, bias, tmp, y);
+        output_transform<R>(s, M, g, Fg, at, nt, bias, tmp, y);
       }
     }
   });
@@ -319,10 +389,26 @@ void dy_tile(const Conv2dShape& s, const float* dyt, const float* zeros, int64_t
 }  // namespace
 
 bool conv2d_winograd_applies(const Conv2dShape& s, bool filter_grad) {
-  (void)filter_grad;  // the same shapes for every pass (measured)
   const int mode = env_mode();
   if (mode == 0 || !computable(s)) return false;
+  if (filter_grad && s.KH != 3) return false;  // F(5x5, 2x2) is not written
   if (mode == 1) return true;
+  if (s.KH == 5) {
+    // F(2x2, 5x5) rounds about eight times more than im2col (its transforms multiply by up to 5
+    // and divide by 24): on AlexNet's conv2 with inputs in [-1, 1], elements differ from the
+    // double-precision result by up to 1.4e-4 relative (im2col: 1.7e-5; F(2x2, 3x3) on conv3:
+    // 3.6e-5, im2col 1.8e-5). That is a precision the caller chooses, so it runs only with CN_CONV_WINOGRAD_5X5=1, for the shapes where it
+    // measured faster: AlexNet's conv2 (48 channels, 128 filters per group) ran 1.3-1.5x im2col
+    // at batch 8 and 1.16-1.27x the batch-in-lanes path at batch 64; AlexNet-mini's at width 1
+    // (32 and 64) 1.1-1.2x im2col at batch 8 but 0.8-0.9x the batch-in-lanes path at batch 128,
+    // and at width 0.5 (16 and 32) 0.5-1.15x.
+    const char* opt = std::getenv("CN_CONV_WINOGRAD_5X5");
+    if (opt == nullptr || std::strcmp(opt, "1") != 0) return false;
+    const int Cg = s.C / s.G, Fg = s.F / s.G;
+    const double flops = 2.0 * s.N * s.F * Cg * s.OH * s.OW * 25;
+    if (Fg < 64 || Cg < 32 || flops < 2e8) return false;
+    return Cg >= 48 || !conv2d_blocked_applies(s);
+  }
   // Measured on AlexNet and AlexNet-mini (2 threads, AVX-512): with fewer than 64 channels or
   // filters per group, or under ~200 MFLOP of direct work, the transforms and the per-call
   // filter packing cost what the saved multiplications gain (AlexNet-mini's conv4 and conv5 at
@@ -335,26 +421,35 @@ bool conv2d_winograd_applies(const Conv2dShape& s, bool filter_grad) {
 void conv2d_forward_winograd(ThreadPool* pool, const Conv2dShape& s, const float* x,
                              const float* w, const float* b, float* y) {
   static thread_local std::vector<PackedA> packs;
-  prepare_filters(pool, s, w, /*flip=*/false, packs);
-  run(pool, s, x, packs, b, y);
+  if (s.KH == 5) {
+    prepare_filters<5>(pool, s, w, /*flip=*/false, packs);
+    run<5>(pool, s, x, packs, b, y);
+  } else {
+    prepare_filters<3>(pool, s, w, /*flip=*/false, packs);
+    run<3>(pool, s, x, packs, b, y);
+  }
 }
 
 void conv2d_backward_data_winograd(ThreadPool* pool, const Conv2dShape& s, const float* dy,
                                    const float* w, float* dx) {
   static thread_local std::vector<PackedA> packs;
-  prepare_filters(pool, s, w, /*flip=*/true, packs);
   Conv2dShape t = s;  // the equivalent forward: dy -> dx
   t.C = s.F;
   t.H = s.OH;
   t.W = s.OW;
   t.F = s.C;
-  t.ph = 2 - s.ph;
-  t.pw = 2 - s.pw;
+  t.ph = s.KH - 1 - s.ph;
+  t.pw = s.KW - 1 - s.pw;
   t.OH = s.H;
   t.OW = s.W;
-  run(pool, t, dy, packs, nullptr, dx);
+  if (s.KH == 5) {
+    prepare_filters<5>(pool, s, w, /*flip=*/true, packs);
+    run<5>(pool, t, dy, packs, nullptr, dx);
+  } else {
+    prepare_filters<3>(pool, s, w, /*flip=*/true, packs);
+    run<3>(pool, t, dy, packs, nullptr, dx);
+  }
 }
-
 
 // The filter gradient by F(3x3, 2x2): for each 2x2 tile of dy and the 4x4 input patch under it,
 //   dw[f][c] += A'^T [(G' dy_tile G'^T) .* (B^T d B)] A',   A'^T = [1 1 1 0; 0 1 -1 0; 0 1 1 1]
@@ -411,7 +506,7 @@ void conv2d_backward_filter_winograd(ThreadPool* pool, const Conv2dShape& s, con
           // each panel of mr filters.
           for (int g = 0; g < s.G; ++g) {
             for (int c = 0; c < Cg; c += nr)
-              input_tile(s, xt, zeros, int64_t(g) * Cg + c, std::min(nr, Cg - c), at_buf[j],
+              input_tile<3>(s, xt, zeros, int64_t(g) * Cg + c, std::min(nr, Cg - c), at_buf[j],
                          V + g * 16 * vs + lb.at(t, c), vs);
             for (int f = 0; f < Fg; f += mr)
               dy_tile(s, dyt, zeros, int64_t(g) * Fg + f, std::min(mr, Fg - f), at_buf[j],

@@ -417,8 +417,17 @@ void test_conv(ThreadPool* pool) {
           "Winograd conv path taken for AlexNet's conv3 and conv5");
     check(!conv2d_winograd_applies(make_shape(8, 256, 13, 13, 384, 3, 3, 2, 2, 1, 1, 1)) &&
               !conv2d_winograd_applies(make_shape(8, 256, 13, 13, 384, 3, 3, 1, 1, 3, 3, 1)) &&
-              !conv2d_winograd_applies(make_shape(8, 256, 13, 13, 384, 5, 5, 1, 1, 1, 1, 1)),
-          "Winograd conv path: 3x3, stride 1, padding <= 2 only");
+              !conv2d_winograd_applies(make_shape(8, 256, 13, 13, 384, 5, 5, 1, 1, 5, 5, 1)) &&
+              !conv2d_winograd_applies(make_shape(8, 256, 13, 13, 384, 7, 7, 1, 1, 1, 1, 1)),
+          "Winograd conv path: 3x3 or 5x5, stride 1, padding < kernel only");
+    {
+      const Conv2dShape conv2 = make_shape(8, 48, 27, 27, 128, 5, 5, 1, 1, 2, 2, 1);
+      const bool by_default = conv2d_winograd_applies(conv2);
+      EnvOverride opt_in("CN_CONV_WINOGRAD_5X5", "1");
+      check(!by_default && conv2d_winograd_applies(conv2) == !off &&
+                !conv2d_winograd_applies(conv2, true),
+            "Winograd 5x5 for AlexNet's conv2 only when opted in, forward and data gradient");
+    }
     run(pool, make_shape(3, 64, 13, 13, 64, 3, 3, 1, 1, 1, 1, 1), true);  // as taken by shape
     if (!off) {
       EnvOverride forced("CN_CONV_WINOGRAD", "1");
@@ -427,6 +436,18 @@ void test_conv(ThreadPool* pool) {
       run(pool, make_shape(4, 6, 6, 6, 9, 3, 3, 1, 1, 2, 2, 3), true);        // padding 2, 3 groups
       run(pool, make_shape(3, 8, 3, 3, 8, 3, 3, 1, 1, 0, 1, 1), false);       // one output row
       run(pool, make_shape(60, 4, 5, 5, 4, 3, 3, 1, 1, 1, 1, 1), true);       // 540 tiles: chunks
+      // F(2x2, 5x5) (forward and dx; dw takes another path): AlexNet's conv2, padding 0-4.
+      run(pool, make_shape(2, 24, 27, 27, 40, 5, 5, 1, 1, 2, 2, 2), true);    // conv2-like
+      run(nullptr, make_shape(1, 3, 5, 6, 5, 5, 5, 1, 1, 0, 0, 1), false);    // one output row
+      run(pool, make_shape(3, 6, 4, 7, 9, 5, 5, 1, 1, 4, 3, 3), true);        // padding 4 and 3
+      for (int it = 0; it < 12; ++it) {
+        const int G = rand_int(1, 2), ph = rand_int(0, 4), pw = rand_int(0, 4);
+        const int H = std::max(5 - 2 * ph, 1) + rand_int(0, 10);
+        const int W = std::max(5 - 2 * pw, 1) + rand_int(0, 10);
+        run(it % 3 ? pool : nullptr, make_shape(rand_int(1, 4), G * rand_int(1, 12), H, W,
+                                                G * rand_int(1, 12), 5, 5, 1, 1, ph, pw, G),
+            it % 2);
+      }
       for (int it = 0; it < 24; ++it) {
         const int G = rand_int(1, 3), ph = rand_int(0, 2), pw = rand_int(0, 2);
         const int H = std::max(3 - 2 * ph, 1) + rand_int(0, 12);
