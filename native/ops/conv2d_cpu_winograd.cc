@@ -230,6 +230,19 @@ void to_channels_last(ThreadPool* pool, const Conv2dShape& s, const float* x, fl
   });
 }
 
+// dst[0 .. n) = src[0 .. n): the run lengths of the micro-kernels' panels as fixed-size copies
+// (a few vector moves), which a variable-length memcpy call would cost several times over.
+inline void copy_run(float* dst, const float* src, int n) {
+  switch (n) {
+    case 32: std::memcpy(dst, src, 32 * sizeof(float)); break;
+    case 16: std::memcpy(dst, src, 16 * sizeof(float)); break;
+    case 8: std::memcpy(dst, src, 8 * sizeof(float)); break;
+    case 6: std::memcpy(dst, src, 6 * sizeof(float)); break;
+    default:
+      for (int i = 0; i < n; ++i) dst[i] = src[i];
+  }
+}
+
 // Where a chunk's tiles lie: the image, and the top-left corner (y0, x0) of the 4x4 input patch.
 struct TileAt {
   int64_t image;
@@ -496,21 +509,31 @@ void conv2d_backward_filter_winograd(ThreadPool* pool, const Conv2dShape& s, con
     const int nr = lb.nr, mr = la.mr;
     parallel_for(pool, kn, [&](int64_t t0, int64_t t1, int) {
       static thread_local std::vector<TileAt> at_buf;
+      static thread_local AlignedScratch tile_buf;
       at_buf.resize(kTiles);
+      // One tile's 16 transformed rows of all channels and all filters of a group, then copied
+      // into the panels (runs of nr channels of V's row t, of mr filters of Y's column t).
+      const int64_t tin = xi_stride_of(Cg), tdy = xi_stride_of(Fg);
+      float* tb_in = tile_buf.get(16 * (tin + tdy));
+      float* tb_dy = tb_in + 16 * tin;
       for (int64_t c0 = t0; c0 < t1; c0 += kTiles) {
         const int nt = int(std::min<int64_t>(kTiles, t1 - c0));
         locate_tiles(s, k0 + c0, nt, at_buf.data());
         for (int j = 0; j < nt; ++j) {
           const int t = int(c0 + j);  // the GEMMs' k
-          // Straight into the panels: V's row t of each panel of nr channels, Y's column t of
-          // each panel of mr filters.
           for (int g = 0; g < s.G; ++g) {
-            for (int c = 0; c < Cg; c += nr)
-              input_tile<3>(s, xt, zeros, int64_t(g) * Cg + c, std::min(nr, Cg - c), at_buf[j],
-                         V + g * 16 * vs + lb.at(t, c), vs);
-            for (int f = 0; f < Fg; f += mr)
-              dy_tile(s, dyt, zeros, int64_t(g) * Fg + f, std::min(mr, Fg - f), at_buf[j],
-                      Y + g * 16 * ys + la.at(f, t), ys);
+            input_tile<3>(s, xt, zeros, int64_t(g) * Cg, Cg, at_buf[j], tb_in, tin);
+            dy_tile(s, dyt, zeros, int64_t(g) * Fg, Fg, at_buf[j], tb_dy, tdy);
+            for (int c = 0; c < Cg; c += nr) {
+              float* dst = V + g * 16 * vs + lb.at(t, c);
+              const int n = std::min(nr, Cg - c);
+              for (int xi = 0; xi < 16; ++xi) copy_run(dst + xi * vs, tb_in + xi * tin + c, n);
+            }
+            for (int f = 0; f < Fg; f += mr) {
+              float* dst = Y + g * 16 * ys + la.at(f, t);
+              const int n = std::min(mr, Fg - f);
+              for (int xi = 0; xi < 16; ++xi) copy_run(dst + xi * ys, tb_dy + xi * tdy + f, n);
+            }
           }
         }
       }
