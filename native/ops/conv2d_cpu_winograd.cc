@@ -428,7 +428,13 @@ bool conv2d_winograd_applies(const Conv2dShape& s, bool filter_grad) {
   // width 0.5, and every AlexNet-mini layer at batch 8, ran 0.5-1.0x im2col's speed).
   const int Cg = s.C / s.G, Fg = s.F / s.G;
   const double flops = 2.0 * s.N * s.F * Cg * s.OH * s.OW * 9;
-  return Cg >= 64 && Fg >= 64 && flops >= 2e8;
+  if (Cg < 64 || Fg < 64 || flops < 2e8) return false;
+  // The filter gradient against the batch-in-lanes path (large batches) gains only with wide
+  // layers: AlexNet-mini at batch 128 ran 0.74-0.75x with 64-96 channels and 64-96 filters, and
+  // 1.08x with 128 and 192; AlexNet at batch 64 1.0-1.1x (192-256 channels). Against im2col
+  // (AlexNet at batch 8) it ran 1.2-1.4x.
+  if (filter_grad && conv2d_blocked_applies(s, true)) return Cg >= 128 && Fg >= 128;
+  return true;
 }
 
 void conv2d_forward_winograd(ThreadPool* pool, const Conv2dShape& s, const float* x,

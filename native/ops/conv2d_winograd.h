@@ -12,7 +12,8 @@ namespace cn {
 
 // True when the Winograd path handles this shape and pass (decided by the shape alone, never by
 // the thread count): 3x3 filters, stride 1, padding at most 2, at least 64 channels and 64
-// filters per group and 200 MFLOP of direct work, where it measured faster than the other paths.
+// filters per group and 200 MFLOP of direct work, where it measured faster than the other paths
+// (for the filter gradient of a shape the batch-in-lanes path takes, 128 of each).
 // 5x5 filters only with CN_CONV_WINOGRAD_5X5=1 (and not for the filter gradient): faster on
 // AlexNet's conv2, but it rounds about eight times more than im2col (see the .cc).
 // CN_CONV_WINOGRAD=0 in the environment turns the path off; CN_CONV_WINOGRAD=1 takes it for
