@@ -440,22 +440,20 @@ void test_conv(ThreadPool* pool) {
       run(pool, make_shape(2, 24, 27, 27, 40, 5, 5, 1, 1, 2, 2, 2), true);    // conv2-like
       run(nullptr, make_shape(1, 3, 5, 6, 5, 5, 5, 1, 1, 0, 0, 1), false);    // one output row
       run(pool, make_shape(3, 6, 4, 7, 9, 5, 5, 1, 1, 4, 3, 3), true);        // padding 4 and 3
-      for (int it = 0; it < 12; ++it) {
-        const int G = rand_int(1, 2), ph = rand_int(0, 4), pw = rand_int(0, 4);
-        const int H = std::max(5 - 2 * ph, 1) + rand_int(0, 10);
-        const int W = std::max(5 - 2 * pw, 1) + rand_int(0, 10);
-        run(it % 3 ? pool : nullptr, make_shape(rand_int(1, 4), G * rand_int(1, 12), H, W,
-                                                G * rand_int(1, 12), 5, 5, 1, 1, ph, pw, G),
-            it % 2);
-      }
-      for (int it = 0; it < 24; ++it) {
-        const int G = rand_int(1, 3), ph = rand_int(0, 2), pw = rand_int(0, 2);
-        const int H = std::max(3 - 2 * ph, 1) + rand_int(0, 12);
-        const int W = std::max(3 - 2 * pw, 1) + rand_int(0, 12);
-        run(it % 3 ? pool : nullptr, make_shape(rand_int(1, 6), G * rand_int(1, 20), H, W,
-                                                G * rand_int(1, 20), 3, 3, 1, 1, ph, pw, G),
-            it % 2);
-      }
+      // Random R x R shapes: padding 0 .. R-1, groups, odd sizes, with and without the pool.
+      auto random_cases = [&](int R, int count, int max_n, int max_g, int max_cf, int max_extra) {
+        for (int it = 0; it < count; ++it) {
+          const int G = rand_int(1, max_g), ph = rand_int(0, R - 1), pw = rand_int(0, R - 1);
+          const int H = std::max(R - 2 * ph, 1) + rand_int(0, max_extra);
+          const int W = std::max(R - 2 * pw, 1) + rand_int(0, max_extra);
+          run(it % 3 ? pool : nullptr,
+              make_shape(rand_int(1, max_n), G * rand_int(1, max_cf), H, W, G * rand_int(1, max_cf),
+                         R, R, 1, 1, ph, pw, G),
+              it % 2);
+        }
+      };
+      random_cases(5, 12, 4, 2, 12, 10);
+      random_cases(3, 24, 6, 3, 20, 12);
       // The same bits with the pool and without it.
       const Conv2dShape s = make_shape(5, 16, 11, 9, 24, 3, 3, 1, 1, 1, 1, 2);
       ConvBufs A = make_bufs(s), B = make_bufs(s);
