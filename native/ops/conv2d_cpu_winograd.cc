@@ -54,9 +54,9 @@ constexpr int kTiles = 64;  // tiles per chunk: the GEMMs' N (two AVX-512 column
 // transformed tiles to 16 x (Cg + Fg) x 512 floats (14 MiB for AlexNet's conv3).
 constexpr int64_t kFilterTiles = 512;
 
-// The 16 transform points' arrays are laid out one after another with this stride: their size
-// rounded up to 16 floats, plus 16, so the 16 streams a transform reads or writes at once do
-// not all fall into the same cache sets (sizes are often multiples of 4 KiB).
+// The transform points' arrays (16, or 36 for 5x5) are laid out one after another with this
+// stride: their size rounded up to 16 floats, plus 16, so the streams a transform reads or
+// writes at once do not all fall into the same cache sets (sizes are often multiples of 4 KiB).
 inline int64_t xi_stride_of(int64_t floats) { return (floats + 15) / 16 * 16 + 16; }
 
 // -1: by shape; 0: off; 1: every computable shape.

@@ -26,7 +26,8 @@ struct PackedA {
   int kcb = 0, mcb = 0, mr = 0, nmb = 0;  // the blocking it was packed for
   std::vector<float> data;
   // Where element (i, k) of A lies in `data`, for writers that produce A straight into its
-  // packed form (sgemm_layout_a); elements that are never written stay zero.
+  // packed form (sgemm_layout_a). The padding rows past M in the last panel need not be
+  // written: the products they feed are dropped.
   int64_t at(int i, int k) const {
     const int kb = k / kcb, kk = k - kb * kcb, kc = std::min(kcb, K - kb * kcb);
     const int mb = i / mcb, ii = i - mb * mcb, panel = ii / mr, r = ii - panel * mr;
@@ -52,8 +53,8 @@ struct PackedB {
   int64_t size() const { return K > 0 && N > 0 ? int64_t((N + ncb - 1) / ncb) * nkb * ncb * kcb : 0; }
 };
 void sgemm_pack_a(bool transA, int M, int K, float alpha, const float* A, int lda, PackedA* out);
-// Sets out's blocking for an M x K operand and sizes its data, zeroed where the layout changed
-// (a writer then fills it through at()).
+// Sets out's blocking for an M x K operand and sizes its data (a writer then fills every
+// element (i, k), i < M, k < K, through at(); sgemm_pack_a also zeroes the padding).
 // With allocate == false only the blocking is set (for operands kept in a caller's buffer).
 void sgemm_layout_a(int M, int K, PackedA* out, bool allocate = true);
 void sgemm_layout_b(int K, int N, PackedB* out);

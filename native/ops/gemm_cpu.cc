@@ -540,7 +540,12 @@ void sgemm_layout_a(int M, int K, PackedA* out, bool allocate) {
   out->mcb = mcb;
   out->nmb = nmb;
   if (allocate) {
-    out->data.assign(size, 0.0f);
+    // Sized without copying or refilling what is there: a layer sequence (conv3, conv4, conv5)
+    // changes the layout on every call. Padding rows past M are never written by a writer
+    // through at(); the micro-kernel's results for them are dropped, so what they hold does not
+    // matter (new memory is zero).
+    if (size > out->data.capacity()) out->data.clear();
+    out->data.resize(size);
   } else {
     out->data.clear();
   }
