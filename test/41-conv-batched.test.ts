@@ -76,13 +76,13 @@ const narrow: [string, ConvParams][] = [
 ];
 
 /**
- * 3x3 stride-1 layers with at least 64 channels and filters per group and 200 MFLOP of work
- * take the Winograd path (native/ops/conv2d_cpu_winograd.cc) on any CPU: F(2x2, 3x3) forward
+ * 3x3 stride-1 layers with at least 64 channels and filters per group and 256 output tiles
+ * (2x2 blocks over the batch) take the Winograd path (native/ops/conv2d_cpu_winograd.cc) on any CPU: F(2x2, 3x3) forward
  * and for dx, F(3x3, 2x2) for dw; 13x13 outputs end in half-filled 2x2 tiles. (F(2x2, 5x5) runs
  * only on request, CN_CONV_WINOGRAD_5X5=1; the C++ self-tests check it.)
  */
 const winograd: [string, ConvParams][] = [
-  ['AlexNet conv5-like 3x3 pad 1 on 13x13 (Winograd)', { N: 4, C: 128, H: 13, W: 13, F: 160, KH: 3, KW: 3, sh: 1, sw: 1, ph: 1, pw: 1, groups: 1 }],
+  ['AlexNet conv5-like 3x3 pad 1 on 13x13, 294 tiles (Winograd)', { N: 6, C: 64, H: 13, W: 13, F: 96, KH: 3, KW: 3, sh: 1, sw: 1, ph: 1, pw: 1, groups: 1 }],
 ];
 
 describe('conv2d with large batches, conv1 shapes and Winograd shapes', () => {

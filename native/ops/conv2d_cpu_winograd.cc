@@ -406,35 +406,43 @@ bool conv2d_winograd_applies(const Conv2dShape& s, bool filter_grad) {
   if (mode == 0 || !computable(s)) return false;
   if (filter_grad && s.KH != 3) return false;  // F(5x5, 2x2) is not written
   if (mode == 1) return true;
+  const int Cg = s.C / s.G, Fg = s.F / s.G;
+  const int64_t tiles = int64_t(s.N) * ((s.OH + 1) / 2) * ((s.OW + 1) / 2);
+  // All thresholds below were measured on AlexNet's and AlexNet-mini's layers with 2 threads
+  // (AVX-512), against the path each shape takes otherwise.
   if (s.KH == 5) {
     // F(2x2, 5x5) rounds about eight times more than im2col (its transforms multiply by up to 5
     // and divide by 24): on AlexNet's conv2 with inputs in [-1, 1], elements differ from the
     // double-precision result by up to 1.4e-4 relative (im2col: 1.7e-5; F(2x2, 3x3) on conv3:
-    // 3.6e-5, im2col 1.8e-5). That is a precision the caller chooses, so it runs only with CN_CONV_WINOGRAD_5X5=1, for the shapes where it
-    // measured faster: AlexNet's conv2 (48 channels, 128 filters per group) ran 1.3-1.5x im2col
-    // at batch 8 and 1.16-1.27x the batch-in-lanes path at batch 64; AlexNet-mini's at width 1
-    // (32 and 64) 1.1-1.2x im2col at batch 8 but 0.8-0.9x the batch-in-lanes path at batch 128,
-    // and at width 0.5 (16 and 32) 0.5-1.15x.
+    // 3.6e-5, im2col 1.8e-5). That is a precision the caller chooses, so it runs only with
+    // CN_CONV_WINOGRAD_5X5=1, for the shapes where it measured faster: AlexNet's conv2 (48
+    // channels, 128 filters per group) ran 1.3-1.5x im2col at batch 8 and 1.16-1.27x the
+    // batch-in-lanes path at batch 64; AlexNet-mini's at width 1 (32 and 64) 1.1-1.2x im2col at
+    // batch 8 but 0.8-0.9x the batch-in-lanes path at batch 128, and at width 0.5 (16 and 32)
+    // 0.5-1.15x.
     const char* opt = std::getenv("CN_CONV_WINOGRAD_5X5");
     if (opt == nullptr || std::strcmp(opt, "1") != 0) return false;
-    const int Cg = s.C / s.G, Fg = s.F / s.G;
-    const double flops = 2.0 * s.N * s.F * Cg * s.OH * s.OW * 25;
-    if (Fg < 64 || Cg < 32 || flops < 2e8) return false;
+    if (Fg < 64 || Cg < 32 || tiles < 256) return false;
     return Cg >= 48 || !conv2d_blocked_applies(s);
   }
-  // Measured on AlexNet and AlexNet-mini (2 threads, AVX-512): with fewer than 64 channels or
-  // filters per group, or under ~200 MFLOP of direct work, the transforms and the per-call
-  // filter packing cost what the saved multiplications gain (AlexNet-mini's conv4 and conv5 at
-  // width 0.5, and every AlexNet-mini layer at batch 8, ran 0.5-1.0x im2col's speed).
-  const int Cg = s.C / s.G, Fg = s.F / s.G;
-  const double flops = 2.0 * s.N * s.F * Cg * s.OH * s.OW * 9;
-  if (Cg < 64 || Fg < 64 || flops < 2e8) return false;
-  // The filter gradient against the batch-in-lanes path (large batches) gains only with wide
-  // layers: AlexNet-mini at batch 128 ran 0.74-0.75x with 64-96 channels and 64-96 filters, and
-  // 1.08x with 128 and 192; AlexNet at batch 64 1.0-1.1x (192-256 channels). Against im2col
-  // (AlexNet at batch 8) it ran 1.2-1.4x.
-  if (filter_grad && conv2d_blocked_applies(s, true)) return Cg >= 128 && Fg >= 128;
-  return true;
+  // With fewer than 64 channels or filters per group the transforms cost what the saved
+  // multiplications gain (AlexNet-mini's conv4 and conv5 at width 0.5: 0.5-1.0x).
+  if (Cg < 64 || Fg < 64) return false;
+  if (filter_grad) {
+    // The filter gradient's GEMMs have filters x channels as their output, whatever the batch:
+    // 1.2-1.75x im2col from 72 tiles up (AlexNet-mini at batch 8, AlexNet at batch 2), even
+    // with one image of AlexNet's 13x13 (49 tiles). Against the batch-in-lanes path (large
+    // batches) only with wide layers: AlexNet-mini at batch 128 ran 0.74-0.75x with 64-96
+    // channels and filters, and 1.08x with 128 and 192; AlexNet at batch 64 1.0-1.1x.
+    if (tiles < 64) return false;
+    if (conv2d_blocked_applies(s, true)) return Cg >= 128 && Fg >= 128;
+    return true;
+  }
+  // The forward pass and the data gradient transform all the filters on every call, which a
+  // few tiles do not pay back: AlexNet's conv3 with 1-4 images (49-196 tiles) ran 0.6-0.9x
+  // im2col and AlexNet-mini's width-1 layers at batch 8 (72 tiles) 0.65-1.3x, while from 288
+  // tiles up (AlexNet at batch 8, AlexNet-mini at batch 32 and 128) they ran 1.2-2.5x.
+  return tiles >= 256;
 }
 
 void conv2d_forward_winograd(ThreadPool* pool, const Conv2dShape& s, const float* x,

@@ -12,8 +12,9 @@ namespace cn {
 
 // True when the Winograd path handles this shape and pass (decided by the shape alone, never by
 // the thread count): 3x3 filters, stride 1, padding at most 2, at least 64 channels and 64
-// filters per group and 200 MFLOP of direct work, where it measured faster than the other paths
-// (for the filter gradient of a shape the batch-in-lanes path takes, 128 of each).
+// filters per group, and at least 256 output tiles (2x2 blocks over the batch) for the forward
+// pass and data gradient, 64 for the filter gradient (which, on a shape the batch-in-lanes path
+// also takes, needs 128 channels and 128 filters per group): where it measured faster.
 // 5x5 filters only with CN_CONV_WINOGRAD_5X5=1 (and not for the filter gradient): faster on
 // AlexNet's conv2, but it rounds about eight times more than im2col (see the .cc).
 // CN_CONV_WINOGRAD=0 in the environment turns the path off; CN_CONV_WINOGRAD=1 takes it for

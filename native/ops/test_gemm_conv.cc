@@ -415,6 +415,11 @@ void test_conv(ThreadPool* pool) {
     check(conv2d_winograd_applies(make_shape(8, 256, 13, 13, 384, 3, 3, 1, 1, 1, 1, 1)) == !off &&
               conv2d_winograd_applies(make_shape(8, 384, 13, 13, 256, 3, 3, 1, 1, 1, 1, 2)) == !off,
           "Winograd conv path taken for AlexNet's conv3 and conv5");
+    // Few tiles (4 images of 13x13: 196): the filter gradient only.
+    check(!conv2d_winograd_applies(make_shape(4, 256, 13, 13, 192, 3, 3, 1, 1, 1, 1, 1)) &&
+              conv2d_winograd_applies(make_shape(4, 256, 13, 13, 192, 3, 3, 1, 1, 1, 1, 1), true) ==
+                  !off,
+          "Winograd conv path: below 256 tiles, the filter gradient only");
     check(!conv2d_winograd_applies(make_shape(8, 256, 13, 13, 384, 3, 3, 2, 2, 1, 1, 1)) &&
               !conv2d_winograd_applies(make_shape(8, 256, 13, 13, 384, 3, 3, 1, 1, 3, 3, 1)) &&
               !conv2d_winograd_applies(make_shape(8, 256, 13, 13, 384, 5, 5, 1, 1, 5, 5, 1)) &&
