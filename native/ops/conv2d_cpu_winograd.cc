@@ -145,9 +145,9 @@ struct Fmt<5> {
 };
 
 // Transforms filters and writes U = G k G^T straight into the packed GEMM operands of group g,
-// packs[16 g + xi] (all 16 share one layout). Operand row i, column q is filter (f, c) =
-// (i, q) forward and (q, i) backward data (`flip`: the kernel flipped, k[8 - tap], and the
-// operand transposed). One micro-panel of mr rows at a time, whose rows are contiguous in the
+// packs[P g + xi] (P = A * A points; all share one layout). Operand row i, column q is filter
+// (f, c) = (i, q) forward and (q, i) backward data (`flip`: the kernel flipped,
+// k[R * R - 1 - tap], and the operand transposed). One micro-panel of mr rows at a time, whose rows are contiguous in the
 // packed layout: the arithmetic runs across them in the vector lanes and each store is mr
 // contiguous floats.
 template <int R>
